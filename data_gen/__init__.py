@@ -1,0 +1,1 @@
+"""Dataset generators: DMLab-style mazes and Minecraft-style voxel worlds."""

