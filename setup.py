@@ -14,6 +14,7 @@ setup(
         "optax>=0.2.4,<0.3",
         "orbax-checkpoint>=0.11,<0.13",
         "tensorflow-datasets>=4.9.8,<5",
+        "importlib_resources>=6",  # imported by tensorflow-datasets' builders, not declared by it
         "array-record>=0.7,<0.9",
         "grain>=0.2.12,<0.3",
         "ml-collections>=1.0,<2",

@@ -1,0 +1,1 @@
+"""Data: episode readers, TFDS array_record datasets and the grain input pipeline."""

@@ -1,0 +1,43 @@
+"""CLI: turn episode files (TECO authors' layout) into a TFDS array_record dataset.
+
+    python -m teco_jax.data.build --src data/dmlab --out data/dmlab_tfds
+
+reads SRC/{train,test}/**/*.npz (or *.mp4 with a sibling .npz holding `actions`)
+and writes OUT/<name>/1.0.0/, which `teco_jax.data.pipeline` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from teco_jax.data import formats, tfds_io
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, required=True, help="episode root holding train/ and/or test/")
+    parser.add_argument("--out", type=Path, required=True, help="TFDS data directory to write")
+    parser.add_argument("--name", default=None, help="dataset name (default: derived from --src)")
+    parser.add_argument("--num_actions", type=int, default=None,
+                        help="size of the action set; actions are checked against it "
+                             "(default: read from SRC/meta.json when present)")
+    parser.add_argument("--skip_bad", action="store_true",
+                        help="report and skip unreadable or invalid episode files instead of stopping")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        meta = tfds_io.build_from_episodes(args.src, args.out, args.name, args.num_actions, args.skip_bad)
+    except (formats.EpisodeError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {meta.name} to {args.out} in {time.perf_counter() - start:.1f}s: "
+          f"{meta.num_examples} episodes of {meta.min_length}-{meta.max_length} frames, "
+          f"{meta.frame_feature} {meta.frame_shape}, {meta.num_actions} actions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

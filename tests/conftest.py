@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny episode datasets the tests make themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def make_episode(rng: np.random.Generator, length: int = 12, size: int = 8, num_actions: int = 6) -> dict:
+    return {
+        "video": rng.integers(0, 256, (length, size, size, 3), dtype=np.uint8),
+        "actions": rng.integers(0, num_actions, (length,), dtype=np.int32),
+        "pose": rng.normal(size=(length, 3)).astype(np.float32),
+        "layout": rng.integers(0, 2, (5, 5), dtype=np.uint8),
+    }
+
+
+def write_episodes(root: Path, counts: dict[str, int], seed: int = 0, **kw) -> dict[str, list[dict]]:
+    """Write root/{split}/ep_XXXX.npz episodes; returns them in file order."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, n in counts.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        written[split] = []
+        for i in range(n):
+            ep = make_episode(rng, **kw)
+            np.savez(root / split / f"ep_{i:04d}.npz", **ep)
+            written[split].append(ep)
+    return written
+
+
+@pytest.fixture(scope="session")
+def episode_dir(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
+    root = tmp_path_factory.mktemp("episodes")
+    return root, write_episodes(root, {"train": 12, "test": 4})
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(episode_dir, tmp_path_factory) -> Path:
+    from teco_jax.data import tfds_io
+
+    out = tmp_path_factory.mktemp("tfds")
+    tfds_io.build_from_episodes(episode_dir[0], out, name="toy", num_actions=6)
+    return out
