@@ -1,0 +1,64 @@
+"""Defaults shared by every config file under configs/.
+
+A config file defines `get_config(arg)` that starts from `base()`, fills the task's
+model/loss sections, applies the preset named by `arg` ("" = paper size, "tiny" =
+trains on a 2-core CPU in minutes) and returns the config locked, so a misspelt key
+(in the file or on the command line) is an error.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from teco_jax import parallel
+
+
+def base() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = ""
+    c.seed = 0
+    c.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dir = ""  # a TFDS directory written by teco_jax.data.build or teco_jax.encode
+    c.data.seq_len = 1
+    c.data.batch_size = 32  # global, over all processes
+    c.data.read_threads = 2
+    c.data.prefetch = 4
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-4
+    c.optim.end_lr = 0.0
+    c.optim.warmup_steps = 5_000
+    c.optim.decay_steps = 1_000_000
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.95
+    c.optim.eps = 1e-8
+    c.optim.weight_decay = 1e-5
+    c.optim.clip_norm = 0.0  # 0 = no clipping
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1_000_000
+    c.train.log_every = 50
+    c.train.ckpt_every = 1_000
+    c.train.keep_ckpts = 3
+    c.train.image_every = 1_000  # 0 = never
+    c.train.eval_every = 10_000  # 0 = only at the end
+    c.train.eval_batches = 8
+    c.train.eval_batch_size = 16
+
+    # Device mesh: sizes of (data, fsdp, model); -1 = the rest of the devices.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1, 1, 1)
+    # Logical axis -> mesh axis (or list of axes, or None = replicated); see teco_jax/parallel.py.
+    c.sharding_rules = [list(rule) for rule in parallel.DEFAULT_RULES]
+
+    c.model = ml_collections.ConfigDict()
+    c.loss = ml_collections.ConfigDict()
+    return c
+
+
+def check_preset(arg: str, presets: tuple[str, ...]) -> str:
+    if arg not in presets:
+        raise ValueError(f"unknown preset {arg!r}; choose one of {presets} (\"\" = paper size)")
+    return arg

@@ -1,0 +1,1 @@
+"""Models: VQ-GAN, TECO, MaskGIT prior."""

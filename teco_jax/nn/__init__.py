@@ -1,0 +1,1 @@
+"""Shared neural-network layers (attention, transformer blocks, ResNet blocks, codebooks)."""

@@ -1,0 +1,84 @@
+"""The small interface between a trainable model and the training loop.
+
+A task turns a config into a model and a loss. The loop (teco_jax/trainer.py) does
+everything else once for all tasks: optimizer, sharding, checkpoints, logging, resume.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Iterator, Mapping
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+Metrics = dict[str, jax.Array]
+
+
+class Task(abc.ABC):
+    """One trainable model. Subclasses set `name` and implement the abstract methods."""
+
+    name: str = ""
+    #: batch keys the loss reads; the loop drops the others before sending batches to devices
+    batch_keys: tuple[str, ...] = ()
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+
+    @abc.abstractmethod
+    def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+        """The model with freshly initialised parameters (everything the optimizer trains)."""
+
+    @abc.abstractmethod
+    def loss(self, model: nnx.Module, batch: Mapping[str, jax.Array], key: jax.Array, step: jax.Array,
+             constants: Any) -> tuple[jax.Array, Metrics]:
+        """Scalar loss to minimise and metrics to log (scalars). Runs inside jit."""
+
+    def constants(self) -> Any:
+        """Frozen arrays the loss needs (e.g. LPIPS weights), passed to it as an argument."""
+        return None
+
+    def prepare_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Host-side conversion of a pipeline batch (runs before sharding onto devices)."""
+        return {k: batch[k] for k in self.batch_keys}
+
+    def visualize(self, model: nnx.Module, batch: Mapping[str, jax.Array], constants: Any) -> np.ndarray | None:
+        """A uint8 (H, W, 3) picture of what the model does on `batch`, or None."""
+        return None
+
+    def evaluate(self, model: nnx.Module, batches: Iterator[dict[str, np.ndarray]], constants: Any) -> dict[str, float]:
+        """Test-set metrics; `batches` is a finite iterator of pipeline batches."""
+        return {}
+
+    def describe(self, model: nnx.Module) -> dict[str, int]:
+        """Parameter counts by component, printed by the dry run."""
+        return {"total": count_params(model)}
+
+
+def count_params(tree: Any) -> int:
+    """Number of parameter elements in a module or state (works on abstract, eval_shape'd models)."""
+    state = nnx.state(tree, nnx.Param) if isinstance(tree, nnx.Module) else tree
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state)))
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Task]:
+    if name not in _REGISTRY:
+        import importlib
+
+        try:
+            importlib.import_module(f"teco_jax.tasks.{name}")
+        except ModuleNotFoundError:
+            pass
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown task {name!r}; known tasks: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
