@@ -58,6 +58,16 @@ def base() -> ml_collections.ConfigDict:
     return c
 
 
+def compute_dtype(config: ml_collections.ConfigDict):
+    """The config's compute dtype as a jnp dtype (None for float32: layers follow their inputs)."""
+    import jax.numpy as jnp
+
+    name = config.get("dtype", "float32")
+    if name not in ("float32", "bfloat16"):
+        raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got {name!r}")
+    return None if name == "float32" else jnp.bfloat16
+
+
 def check_preset(arg: str, presets: tuple[str, ...]) -> str:
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; choose one of {presets} (\"\" = paper size)")

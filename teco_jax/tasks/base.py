@@ -14,6 +14,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from teco_jax.nn.util import count_params
+
 Metrics = dict[str, jax.Array]
 
 
@@ -55,12 +57,6 @@ class Task(abc.ABC):
     def describe(self, model: nnx.Module) -> dict[str, int]:
         """Parameter counts by component, printed by the dry run."""
         return {"total": count_params(model)}
-
-
-def count_params(tree: Any) -> int:
-    """Number of parameter elements in a module or state (works on abstract, eval_shape'd models)."""
-    state = nnx.state(tree, nnx.Param) if isinstance(tree, nnx.Module) else tree
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state)))
 
 
 _REGISTRY: dict[str, type[Task]] = {}

@@ -1,0 +1,85 @@
+"""VQ-GAN tokenizer for DMLab-style 64x64 frames -> 16x16 codes (4x down-sampling).
+
+    python -m teco_jax.train --config configs/vqgan_dmlab.py:tiny --workdir runs/vqgan \
+        --config.data.dir=runs/quickstart/maze_tfds
+
+Presets: "" (full size, for accelerators), "tiny" (trains on a 2-core CPU in minutes).
+"""
+
+from teco_jax import config_base
+
+
+def vqgan_config(resolution: int, channel_mult: tuple[int, ...]):
+    c = config_base.base()
+    c.task = "vqgan"
+    c.data.seq_len = 1  # frames are drawn one per episode clip
+    c.data.batch_size = 64
+
+    m = c.model
+    m.resolution = resolution
+    m.channels = 128
+    m.channel_mult = channel_mult
+    m.num_res_blocks = 2
+    m.num_mid_blocks = 2
+    m.latent_dim = 256
+    m.codebook_size = 1024
+    m.code_dim = 32  # factorized codebook: codes live in a small l2-normalized space
+    m.beta = 0.25
+    m.disc_channels = 64
+    m.disc_layers = 3
+
+    loss = c.loss
+    loss.recon = "l1"
+    loss.recon_weight = 1.0
+    loss.lpips_net = "vgg16"
+    loss.lpips_weight = 1.0
+    loss.gan_weight = 0.1
+    loss.disc_start = 20_000
+
+    c.optim.lr = 1e-4
+    c.optim.warmup_steps = 2_000
+    c.optim.decay_steps = 200_000
+    c.optim.b2 = 0.99
+    c.optim.weight_decay = 0.0
+    c.train.num_steps = 200_000
+    c.train.eval_batches = 16
+    c.train.eval_batch_size = 32
+    return c
+
+
+def tiny(c):
+    """A CPU-sized model: ~0.7 M parameters, batches of 16 frames."""
+    m = c.model
+    m.channels = 32
+    m.channel_mult = (1, 2, 2)[: len(m.channel_mult)] + (2,) * max(0, len(m.channel_mult) - 3)
+    m.num_res_blocks = 1
+    m.num_mid_blocks = 1
+    m.latent_dim = 64
+    m.codebook_size = 256
+    m.code_dim = 16
+    m.disc_channels = 16
+    m.disc_layers = 2
+    c.data.batch_size = 16
+    c.loss.lpips_weight = 0.25
+    c.loss.disc_start = 2_000
+    c.optim.lr = 1e-3
+    c.optim.warmup_steps = 200
+    c.optim.decay_steps = 4_000
+    c.optim.end_lr = 1e-4
+    c.train.num_steps = 4_000
+    c.train.log_every = 25
+    c.train.ckpt_every = 500
+    c.train.image_every = 500
+    c.train.eval_every = 1_000
+    c.train.eval_batches = 4
+    c.train.eval_batch_size = 32
+    return c
+
+
+def get_config(arg: str = ""):
+    preset = config_base.check_preset(arg, ("", "tiny"))
+    c = vqgan_config(resolution=64, channel_mult=(1, 2, 2))
+    if preset == "tiny":
+        c = tiny(c)
+    c.lock()
+    return c
