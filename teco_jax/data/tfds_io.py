@@ -48,6 +48,7 @@ class DatasetMeta:
     extras: tuple[str, ...] = ()
     source: str = ""
     vocab_size: int | None = None  # codes datasets: the VQ-GAN codebook size
+    vqgan: str = ""  # codes datasets: the workdir of the VQ-GAN that wrote them
 
     @classmethod
     def load(cls, version_dir: Path) -> "DatasetMeta":
@@ -128,7 +129,8 @@ class _Checked:
 
 
 def write_dataset(data_dir: Path | str, name: str, splits: Mapping[str, Iterator[tuple[str, dict]]],
-                  num_actions: int | None = None, source: str = "", vocab_size: int | None = None) -> DatasetMeta:
+                  num_actions: int | None = None, source: str = "", vocab_size: int | None = None,
+                  vqgan: str = "") -> DatasetMeta:
     """Write episode iterators (split -> (episode id, episode)) as one TFDS array_record dataset."""
     data_dir = Path(data_dir)
     version_dir = data_dir / name / VERSION
@@ -159,7 +161,7 @@ def write_dataset(data_dir: Path | str, name: str, splits: Mapping[str, Iterator
         num_actions=num_actions, min_length=min(lengths), max_length=max(lengths),
         num_examples={s: len(c.lengths) for s, c in checked.items()},
         extras=tuple(sorted(k for k in first if k not in (frame, "actions", "pose"))),
-        source=source, vocab_size=vocab_size)
+        source=source, vocab_size=vocab_size, vqgan=vqgan)
     (version_dir / META_FILE).write_text(json.dumps(dataclasses.asdict(meta), indent=2))
     return meta
 
@@ -174,10 +176,10 @@ def build_from_episodes(src: Path | str, out: Path | str, name: str | None = Non
               for s in formats.SPLITS if (src / s).is_dir()}
     if not splits:
         raise formats.EpisodeError(f"{src}: neither train/ nor test/ exists")
-    return write_dataset(out, name or _default_name(src), splits, num_actions, source=str(src))
+    return write_dataset(out, name or default_name(src), splits, num_actions, source=str(src))
 
 
-def _default_name(src: Path) -> str:
+def default_name(src: Path) -> str:
     stem = "".join(c if c.isalnum() else "_" for c in src.resolve().name.lower()).strip("_")
     return stem if stem and stem[0].isalpha() else f"ds_{stem}"
 

@@ -1,5 +1,7 @@
 """The VQ-GAN task: the one-loss GAN trick routes each gradient to its own objective."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +36,7 @@ def _grads(task, model, frames, step):
     def f(p):
         return task.loss(nnx.merge(graph, p), {"frames": frames}, jax.random.key(0), jnp.int32(step), None)[0]
 
-    return jax.grad(f)(params)
+    return jax.jit(jax.grad(f))(params)
 
 
 def test_gradients_go_to_their_own_objective():
@@ -55,19 +57,49 @@ def test_gradients_go_to_their_own_objective():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_trains_with_gan_and_lpips(tmp_path):
-    write_episodes(tmp_path / "src", {"train": 8, "test": 4}, size=32, length=4)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("vqgan")
+    written = write_episodes(tmp / "src", {"train": 8, "test": 4}, size=32, length=4)
     from teco_jax.data import tfds_io
 
-    tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "tfds", name="frames32")
-    cfg = tiny_config(tmp_path / "tfds", lpips_weight=0.1, disc_start=1)
-    t = trainer.Trainer(cfg, tmp_path / "run")
-    state = t.train()
+    tfds_io.build_from_episodes(tmp / "src", tmp / "tfds", name="frames32", num_actions=6)
+    cfg = tiny_config(tmp / "tfds", lpips_weight=0.1, disc_start=1)
+    state = trainer.Trainer(cfg, tmp / "run").train()
+    return tmp, state, written
+
+
+def test_trains_with_gan_and_lpips(trained):
+    tmp, state, _ = trained
     assert int(state.step) == 3
-    rows = [__import__("json").loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "train/loss" in r]
     assert train_rows[0]["train/gan_lambda"] == 0 and train_rows[-1]["train/gan_lambda"] > 0
     assert all(np.isfinite(r["train/loss"]) for r in train_rows)
     evals = [r for r in rows if "eval/psnr" in r]
     assert evals and 0 <= evals[-1]["eval/codebook_usage"] <= 1 and "eval/bicubic_lpips" in evals[-1]
-    assert list((tmp_path / "run" / "images").glob("samples_*.png"))
+    assert list((tmp / "run" / "images").glob("samples_*.png"))
+
+
+def test_encode_writes_the_models_codes(trained):
+    from teco_jax import encode
+    from teco_jax.data import pipeline, tfds_io
+
+    tmp, _, written = trained
+    assert encode.main(["--vqgan", str(tmp / "run"), "--data", str(tmp / "tfds"), "--out", str(tmp / "codes"),
+                        "--chunk", "3"]) == 0
+    meta, sources = tfds_io.load(tmp / "codes")
+    assert (meta.frame_feature, meta.frame_shape, meta.vocab_size, meta.num_actions) == ("codes", (16, 16), 16, 6)
+    assert meta.num_examples == {"train": 8, "test": 4} and meta.vqgan.endswith("run")
+    vqgan, _ = encode.load_vqgan(tmp / "run")
+    for i, ref in enumerate(written["test"]):
+        got = sources["test"][i]
+        want = np.asarray(vqgan.encode(to_float(jnp.asarray(ref["video"])))["codes"])
+        np.testing.assert_array_equal(got["codes"], want)
+        np.testing.assert_array_equal(got["actions"], ref["actions"])
+        np.testing.assert_array_equal(got["pose"], ref["pose"])
+    ds, _ = pipeline.make_dataset(tmp / "codes", "train", seq_len=4, batch_size=2)
+    assert next(iter(ds))["codes"].shape == (2, 4, 16, 16)
+    # the same from the episode files directly
+    assert encode.main(["--vqgan", str(tmp / "run"), "--data", str(tmp / "src"), "--out", str(tmp / "codes2")]) == 0
+    np.testing.assert_array_equal(tfds_io.load(tmp / "codes2")[1]["test"][0]["codes"], sources["test"][0]["codes"])
