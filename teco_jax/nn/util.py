@@ -1,0 +1,28 @@
+"""Small helpers for modules."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+from flax import nnx
+
+
+def count_params(module_or_state: Any) -> int:
+    """Number of parameter (nnx.Param) elements in a module, a State, or any pytree of arrays.
+
+    Works on abstract models from `nnx.eval_shape` (only shapes are read, nothing is allocated).
+    For a State, only its nnx.Param entries are counted when it holds Variables.
+    """
+    tree = module_or_state
+    if isinstance(tree, nnx.Module):
+        tree = nnx.state(tree, nnx.Param)
+    elif isinstance(tree, nnx.State):
+        tree = nnx.filter_state(tree, nnx.Param) if _has_variables(tree) else tree
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def _has_variables(state: nnx.State) -> bool:
+    is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+    return any(is_var(v) for v in jax.tree.leaves(state, is_leaf=is_var))
