@@ -30,20 +30,23 @@ def tiny_config(data_dir="", **loss):
     return c
 
 
-def _grads(task, model, frames, step):
+def _grad_fn(task, model, frames):
+    """jit(grad of the task loss w.r.t. all parameters) as a function of the step."""
     graph, params = nnx.split(model)
 
-    def f(p):
-        return task.loss(nnx.merge(graph, p), {"frames": frames}, jax.random.key(0), jnp.int32(step), None)[0]
+    @jax.jit
+    def grads(step):
+        return jax.grad(lambda p: task.loss(nnx.merge(graph, p), {"frames": frames}, jax.random.key(0), step, None)[0])(params)
 
-    return jax.jit(jax.grad(f))(params)
+    return lambda step: grads(jnp.int32(step))
 
 
 def test_gradients_go_to_their_own_objective():
     task = VQGANTask(tiny_config(gan_weight=0.0, disc_start=5))
     model = task.build_model(nnx.Rngs(0))
     frames = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
-    before, after = _grads(task, model, frames, 0), _grads(task, model, frames, 5)
+    grads = _grad_fn(task, model, frames)
+    before, after = grads(0), grads(5)
     # With gan_weight 0 the discriminator loss must not leak into the tokenizer's gradients.
     for a, b in zip(jax.tree.leaves(before["vqgan"]), jax.tree.leaves(after["vqgan"])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
