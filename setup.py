@@ -25,6 +25,7 @@ setup(
         "imageio>=2.31,<3",
         "imageio-ffmpeg>=0.5,<1",
         "tensorboardX>=2.6,<3",
+        "numba>=0.60,<0.70",  # the voxel generator's ray caster
     ],
     extras_require={"test": ["pytest>=8", "scikit-image>=0.22"]},
 )

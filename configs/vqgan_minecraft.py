@@ -3,14 +3,9 @@
 Presets: "" (full size, for accelerators), "tiny" (CPU-sized; same 8x down-sampling).
 """
 
-import importlib.util
-import pathlib
-
 from teco_jax import config_base
 
-_spec = importlib.util.spec_from_file_location("vqgan_dmlab", pathlib.Path(__file__).with_name("vqgan_dmlab.py"))
-vqgan_dmlab = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(vqgan_dmlab)
+vqgan_dmlab = config_base.load_sibling(__file__, "vqgan_dmlab")
 
 
 def get_config(arg: str = ""):

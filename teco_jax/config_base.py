@@ -68,6 +68,18 @@ def compute_dtype(config: ml_collections.ConfigDict):
     return None if name == "float32" else jnp.bfloat16
 
 
+def load_sibling(this_file: str, name: str):
+    """Import another config file from the same directory (config files are loaded by path)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(this_file).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"teco_jax_configs.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def check_preset(arg: str, presets: tuple[str, ...]) -> str:
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; choose one of {presets} (\"\" = paper size)")

@@ -1,0 +1,90 @@
+"""TECO on DMLab-style 64x64 video (VQ-GAN codes 16x16, 1024 codes), the paper's settings.
+
+    python -m teco_jax.train --config configs/teco_dmlab.py:tiny --workdir runs/teco \
+        --config.data.dir=runs/maze_codes
+
+Presets: "" (paper size: ~172 M parameters excluding the VQ-GAN), "tiny" (2-core CPU).
+The VQ-GAN is the one recorded in the code dataset (teco_jax.encode), unless
+config.model.vqgan_dir names one.
+"""
+
+import ml_collections
+
+from teco_jax import config_base
+
+
+def teco_config():
+    c = config_base.base()
+    c.task = "teco"
+    c.data.seq_len = 300
+    c.data.batch_size = 32
+
+    m = c.model
+    m.vqgan_dir = ""
+    m.vq_vocab = 1024  # the VQ-GAN's codebook size
+    m.vq_embed_dim = 256  # the VQ-GAN's code embedding size (its latent_dim)
+    m.vq_grid = (16, 16)
+    m.num_actions = 6
+    m.use_actions = True
+    m.action_embed_dim = 16
+    m.action_dropout = 0.5
+    m.encoder = ml_collections.ConfigDict(dict(depths=(256, 512), blocks=2))
+    m.decoder = ml_collections.ConfigDict(dict(depths=(256, 512), blocks=4))
+    m.embedding_dim = 64
+    m.codebook_size = 1024
+    m.code_dim = 32
+    m.z_ds = 8  # 8x8 TECO grid -> 1 token per frame
+    m.transformer = ml_collections.ConfigDict(dict(width=1024, mlp_dim=4096, num_heads=16, num_layers=8))
+    m.maskgit = ml_collections.ConfigDict(dict(token_dim=256, width=512, mlp_dim=2048, num_heads=8, num_layers=8))
+    m.n_cond = 1
+    m.drop_loss_rate = 0.9
+    m.label_smoothing = 0.01
+    m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
+                                                revise_rounds=2, confidence_steps=8, temperature=1.0))
+
+    c.optim.lr = 1e-4
+    c.optim.warmup_steps = 5_000
+    c.optim.decay_steps = 1_000_000
+    c.optim.b1, c.optim.b2 = 0.9, 0.95
+    c.optim.weight_decay = 1e-5
+    c.train.num_steps = 1_000_000
+    c.train.image_every = 0
+    c.train.eval_batches = 4
+    c.train.eval_batch_size = 8
+    return c
+
+
+def tiny(c):
+    """A CPU-sized TECO for 64-frame clips of a tiny VQ-GAN's codes."""
+    m = c.model
+    m.vq_vocab = 256
+    m.vq_embed_dim = 64
+    m.encoder.depths, m.encoder.blocks = (32, 64), 1
+    m.decoder.depths, m.decoder.blocks = (32, 64), 1
+    m.embedding_dim = 32
+    m.codebook_size = 256
+    m.code_dim = 16
+    m.transformer.update(dict(width=128, mlp_dim=512, num_heads=4, num_layers=2))
+    m.maskgit.update(dict(token_dim=64, width=128, mlp_dim=512, num_heads=4, num_layers=2))
+    c.data.seq_len = 64
+    c.data.batch_size = 8
+    c.optim.lr = 1e-3
+    c.optim.end_lr = 1e-4
+    c.optim.warmup_steps = 200
+    c.optim.decay_steps = 3_000
+    c.train.num_steps = 3_000
+    c.train.log_every = 25
+    c.train.ckpt_every = 500
+    c.train.eval_every = 500
+    c.train.eval_batches = 4
+    c.train.eval_batch_size = 8
+    return c
+
+
+def get_config(arg: str = ""):
+    preset = config_base.check_preset(arg, ("", "tiny"))
+    c = teco_config()
+    if preset == "tiny":
+        c = tiny(c)
+    c.lock()
+    return c
