@@ -77,11 +77,14 @@ def rules_from_config(rules: Sequence[Sequence[Any]] | None) -> tuple[tuple[str,
 
 
 def _fit(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
-    """Drop mesh axes from dimensions they do not divide (e.g. 3 RGB channels over 2 devices)."""
-    parts = []
+    """Drop mesh axes from dimensions they do not divide (e.g. 3 RGB channels over 2 devices)
+    and from all but the first dimension that names them (e.g. a conv_in x embed kernel
+    when both map to fsdp)."""
+    parts, used = [], set()
     for dim, part in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
         names = part if isinstance(part, tuple) else (part,) if part else ()
-        kept = tuple(n for n in names if dim % mesh.shape[n] == 0)
+        kept = tuple(n for n in names if dim % mesh.shape[n] == 0 and n not in used)
+        used.update(kept)
         size = math.prod(mesh.shape[n] for n in kept)
         if size and dim % size:
             kept = ()

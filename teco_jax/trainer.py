@@ -261,8 +261,8 @@ class Trainer:
 
     def evaluate(self, state: TrainState, constants: Any = None) -> dict[str, float]:
         tcfg = self.config.train
-        ds = self.dataset("test", batch_size=tcfg.eval_batch_size, seed=0, shuffle=False, num_epochs=1,
-                          random_offset=False)
+        # A fixed sample: clips at seeded random offsets, repeating the split if it is small.
+        ds = self.dataset("test", batch_size=tcfg.eval_batch_size, seed=0)
         batches = (b for _, b in zip(range(tcfg.eval_batches), ds))
         constants = self.device_constants() if constants is None else constants
         return self.task.evaluate(self.model(state), batches, constants)

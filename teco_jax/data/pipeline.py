@@ -100,9 +100,9 @@ def make_dataset(data_dir: Path | str, split: str, *, seq_len: int, batch_size: 
                          f"{process_count} processes reading it")
     ds = grain.MapDataset.source(source).map_with_index(functools.partial(_with_index, len(source)))
     ds = ds[process_index::process_count]
-    if drop_remainder and len(ds) < batch_size:
+    if drop_remainder and num_epochs is not None and len(ds) * num_epochs < batch_size:
         raise ValueError(f"{meta.name}/{split}: this process's shard has {len(ds)} episodes, "
-                         f"fewer than one batch of {batch_size}")
+                         f"too few for one batch of {batch_size} in {num_epochs} epoch(s)")
     ds = ds.seed(seed * 1_000_003 + process_index)
     if shuffle:
         ds = ds.shuffle()

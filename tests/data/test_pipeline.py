@@ -80,8 +80,9 @@ def test_seq_len_longer_than_episodes(tfds_dir):
 def test_unknown_split_and_too_small_shard(tfds_dir):
     with pytest.raises(KeyError, match="no split 'valid'"):
         pipeline.make_dataset(tfds_dir, "valid", seq_len=4, batch_size=2)
-    with pytest.raises(ValueError, match="fewer than one batch of 8"):
-        pipeline.make_dataset(tfds_dir, "test", seq_len=4, batch_size=8)
+    with pytest.raises(ValueError, match="too few for one batch of 8"):
+        pipeline.make_dataset(tfds_dir, "test", seq_len=4, batch_size=8, num_epochs=1)
+    pipeline.make_dataset(tfds_dir, "test", seq_len=4, batch_size=8)  # repeating: fine
 
 
 def test_code_datasets(tmp_path):

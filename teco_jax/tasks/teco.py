@@ -1,0 +1,180 @@
+"""TECO training on VQ-GAN codes: L = L_VQ + L_recon + L_prior, with DropLoss and action dropout.
+
+As in the authors' release, L_recon sums the cross-entropy over the H x W code positions
+of a frame and averages over frames; L_prior is the mean cross-entropy over masked
+tokens times the N tokens of a frame. DropLoss runs the decoder and the prior only on a
+per-example subset of frames drawn without replacement from [n_cond, T).
+
+Dimension keys: B batch, T frames, n frames kept by DropLoss, H/W VQ-GAN grid, h/w TECO
+grid, V VQ-GAN vocabulary, E VQ-GAN embedding dim, D TECO embedding dim.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from teco_jax import config_base, losses
+from teco_jax.models.teco import TECO
+from teco_jax.nn.util import count_params
+from teco_jax.tasks import base
+
+
+def drop_loss_indices(key: jax.Array, batch: int, num_frames: int, n_cond: int, rate: float) -> jax.Array:
+    """Frames that get the decoder and prior losses: (B, n) int32, sorted, distinct, in [n_cond, T),
+    n = max(1, round((1 - rate) * (T - n_cond))), drawn without replacement per example."""
+    candidates = num_frames - n_cond
+    keep = max(1, int(round((1.0 - rate) * candidates)))
+    if keep >= candidates:
+        return jnp.broadcast_to(jnp.arange(n_cond, num_frames, dtype=jnp.int32), (batch, candidates))
+    order = jnp.argsort(jax.random.uniform(key, (batch, candidates)), axis=1)
+    return jnp.sort(order[:, :keep], axis=1).astype(jnp.int32) + n_cond
+
+
+def action_dropout(key: jax.Array, actions_BT: jax.Array, rate: float, null_action: int) -> jax.Array:
+    """With probability `rate` per video, replace all its actions by the null action."""
+    drop = jax.random.bernoulli(key, rate, actions_BT.shape[:1])
+    return jnp.where(drop[:, None], null_action, actions_BT)
+
+
+def take_frames(x_BT: jax.Array, idx_Bn: jax.Array) -> jax.Array:
+    """x[b, idx[b, i]] for every b, i: (B, T, ...) -> (B, n, ...)."""
+    return jnp.take_along_axis(x_BT, idx_Bn.reshape(idx_Bn.shape + (1,) * (x_BT.ndim - 2)), axis=1)
+
+
+def vq_embedding_table(vqgan_dir: str | Path) -> np.ndarray:
+    """The VQ-GAN's embedding of every code, (V, E): what TECO's encoder reads for each code."""
+    from teco_jax.encode import load_vqgan
+
+    vqgan, vq_config = load_vqgan(vqgan_dir)
+    codes = jnp.arange(vq_config.model.codebook_size, dtype=jnp.int32)
+    return np.asarray(vqgan.codebook.lookup(codes), np.float32)
+
+
+@base.register
+class TECOTask(base.Task):
+    name = "teco"
+    batch_keys = ("codes", "actions")
+
+    def build_model(self, rngs: nnx.Rngs) -> TECO:
+        return TECO(self.config.model, rngs=rngs, dtype=config_base.compute_dtype(self.config))
+
+    # ------------------------------------------------------------ constants
+    def vqgan_dir(self) -> str:
+        """The VQ-GAN: config.model.vqgan_dir, else the one named by the code dataset."""
+        if self.config.model.vqgan_dir:
+            return self.config.model.vqgan_dir
+        from teco_jax.data import tfds_io
+
+        if self.config.data.dir:
+            _, version_dir = tfds_io.find_dataset(self.config.data.dir)
+            return tfds_io.DatasetMeta.load(version_dir).vqgan
+        return ""
+
+    @functools.cached_property
+    def vq_embeddings(self) -> np.ndarray:
+        m = self.config.model
+        path = self.vqgan_dir()
+        if path == "random":  # tests and benchmarks without a trained VQ-GAN
+            table = np.random.default_rng(0).normal(size=(m.vq_vocab, m.vq_embed_dim)).astype(np.float32)
+        elif not path:
+            raise ValueError("TECO needs its VQ-GAN: set config.model.vqgan_dir or train on a code dataset "
+                             "written by teco_jax.encode (it records the VQ-GAN)")
+        else:
+            table = vq_embedding_table(path)
+        if table.shape != (m.vq_vocab, m.vq_embed_dim):
+            raise ValueError(f"the VQ-GAN at {path} has {table.shape[0]} codes of dimension {table.shape[1]}, "
+                             f"but config.model expects vq_vocab={m.vq_vocab}, vq_embed_dim={m.vq_embed_dim}")
+        return table
+
+    def constants(self) -> Any:
+        return {"vq_embeddings": self.vq_embeddings}
+
+    # ----------------------------------------------------------------- loss
+    def forward(self, model: TECO, codes_BTHW, actions_BT, key, constants, drop_rate: float):
+        """Everything the loss and the metrics need, for the frames DropLoss keeps."""
+        m = self.config.model
+        k_act, k_drop, k_prior = jax.random.split(key, 3)
+        if not m.use_actions:
+            actions_BT = jnp.full_like(actions_BT, model.null_action)
+        elif m.action_dropout > 0:
+            actions_BT = action_dropout(k_act, actions_BT, m.action_dropout, model.null_action)
+        e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0)
+        z, vq = model.encode(e)
+        h = model.temporal(z, model.embed_actions(actions_BT))
+        b, t = codes_BTHW.shape[:2]
+        idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
+        h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
+        zcodes_n = take_frames(vq["codes"], idx - m.n_cond)
+        logits = model.decode_logits(z_n, h_n)
+        return dict(idx=idx, h=h_n, z_codes=zcodes_n, codes=codes_n, logits=logits, vq=vq, key=k_prior)
+
+    def loss(self, model, batch, key, step, constants):
+        m = self.config.model
+        out = self.forward(model, batch["codes"], batch["actions"], key, constants, m.drop_loss_rate)
+        hw = out["codes"].shape[-2] * out["codes"].shape[-1]
+        recon_ce = losses.cross_entropy_with_label_smoothing(out["logits"], out["codes"], m.label_smoothing)
+        h = out["h"]
+        n_tok = h.shape[-3] * h.shape[-2]
+        prior_ce, prior_metrics = model.prior.loss(out["z_codes"].reshape(-1, n_tok),
+                                                   h.reshape(-1, n_tok, h.shape[-1]), out["key"])
+        vq = out["vq"]
+        total = vq["loss"] + recon_ce * hw + prior_ce * n_tok
+        recon_acc = jnp.mean(jnp.argmax(out["logits"], -1) == out["codes"])
+        metrics = {"recon_ce": recon_ce, "prior_ce": prior_ce, "vq": vq["loss"], "perplexity": vq["perplexity"],
+                   "usage": vq["usage"], "recon_acc": recon_acc,
+                   "prior_acc": prior_metrics.get("accuracy", jnp.zeros(()))}
+        return total, metrics
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, model, batches: Iterator[dict[str, np.ndarray]], constants) -> dict[str, float]:
+        """Teacher-forced metrics on test clips (all frames >= n_cond, no DropLoss):
+        recon_acc: D(z_t from the posterior, h_t) vs the true codes;
+        next_frame_acc: D(z_t predicted by the prior in one greedy pass, h_t) vs the true codes;
+        copy_prev_acc: the previous frame's codes as the prediction (baseline)."""
+        rows = []
+        for batch in batches:
+            out = _eval_batch(self, model, jnp.asarray(batch["codes"]), jnp.asarray(batch["actions"]), constants)
+            rows.append({k: float(v) for k, v in out.items()})
+        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+
+    def describe(self, model) -> dict[str, int]:
+        parts = {
+            "encoder (E)": [model.encoder, model.start_post],
+            "codebook": [model.codebook],
+            "temporal transformer": [model.temporal, model.action_embed],
+            "maskgit prior": [model.prior],
+            "decoder (D)": [model.decoder],
+        }
+        counts = {k: sum(_count(p) for p in v) for k, v in parts.items()}
+        counts["total (excluding the VQ-GAN)"] = count_params(model)
+        return counts
+
+
+def _count(part) -> int:
+    return count_params(part) if isinstance(part, nnx.Module) else int(np.prod(part.shape))
+
+
+@nnx.jit(static_argnums=(0,))
+def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
+    m = task.config.model
+    out = task.forward(model, codes, actions, jax.random.key(0), constants, drop_rate=0.0)
+    h = out["h"]
+    b, n = h.shape[:2]
+    n_tok = h.shape[-3] * h.shape[-2]
+    masked = jnp.full((b * n, n_tok), m.codebook_size, jnp.int32)
+    greedy = jnp.argmax(model.prior(masked, h.reshape(b * n, n_tok, h.shape[-1])), axis=-1)
+    z_pred = model.codebook.lookup(greedy.reshape(out["z_codes"].shape)).astype(h.dtype)
+    pred_codes = jnp.argmax(model.decode_logits(z_pred, h), axis=-1)
+    truth = out["codes"]
+    prev = take_frames(codes, out["idx"] - 1)
+    return {"recon_acc": jnp.mean(jnp.argmax(out["logits"], -1) == truth),
+            "next_frame_acc": jnp.mean(pred_codes == truth),
+            "copy_prev_acc": jnp.mean(prev == truth),
+            "recon_ce": losses.cross_entropy_with_label_smoothing(out["logits"], truth, 0.0)}

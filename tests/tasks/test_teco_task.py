@@ -1,0 +1,142 @@
+"""TECO: the tests that catch the classic bugs (causality, DropLoss, quantization, actions)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from teco_jax import config_base
+from teco_jax.tasks import teco as teco_task
+
+T, V = 6, 32
+
+
+def tiny_config(**model):
+    c = config_base.base()
+    c.task = "teco"
+    c.data.seq_len = T
+    c.data.batch_size = 2
+    m = c.model
+    m.update(dict(vqgan_dir="random", vq_vocab=V, vq_embed_dim=8, vq_grid=(8, 8), num_actions=6, use_actions=True,
+                  action_embed_dim=4, action_dropout=0.0, embedding_dim=8, codebook_size=16, code_dim=4, z_ds=4,
+                  n_cond=1, drop_loss_rate=0.5, label_smoothing=0.01))
+    import ml_collections
+
+    m.encoder = ml_collections.ConfigDict(dict(depths=(8, 16), blocks=1))
+    m.decoder = ml_collections.ConfigDict(dict(depths=(8, 16), blocks=1))
+    m.transformer = ml_collections.ConfigDict(dict(width=16, mlp_dim=32, num_heads=2, num_layers=2))
+    m.maskgit = ml_collections.ConfigDict(dict(token_dim=8, width=16, mlp_dim=32, num_heads=2, num_layers=1))
+    m.update(model)
+    c.lock()
+    return c
+
+
+@pytest.fixture(scope="module")
+def setup():
+    task = teco_task.TECOTask(tiny_config())
+    model = task.build_model(nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    codes = jnp.asarray(rng.integers(0, V, (2, T, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 6, (2, T)), jnp.int32)
+    return task, model, codes, actions
+
+
+@nnx.jit
+def _h(model, e, actions):
+    z, _ = model.encode(e)
+    return model.temporal(z, model.embed_actions(actions))
+
+
+def test_causality_of_the_temporal_transformer(setup):
+    task, model, codes, actions = setup
+    table = jnp.asarray(task.vq_embeddings)
+    h = _h(model, table[codes], actions)
+    for t in range(1, T):
+        # frames >= t (their codes, hence z_{>=t}) and actions > t cannot reach h_{<=t}
+        later_codes = codes.at[:, t:].set((codes[:, t:] + 7) % V)
+        later_actions = actions.at[:, t + 1:].set((actions[:, t + 1:] + 1) % 6)
+        h2 = _h(model, table[later_codes], later_actions)
+        np.testing.assert_allclose(h2[:, :t + 1], h[:, :t + 1], atol=1e-5)
+        # frame t-1 and action t do reach h_t
+        prev_codes = codes.at[:, t - 1].set((codes[:, t - 1] + 7) % V)
+        assert float(jnp.abs(_h(model, table[prev_codes], actions)[:, t] - h[:, t]).max()) > 1e-4
+        act_t = actions.at[:, t].set((actions[:, t] + 1) % 6)
+        assert float(jnp.abs(_h(model, table[codes], act_t)[:, t] - h[:, t]).max()) > 1e-4
+
+
+def test_first_frame_is_not_quantized(setup):
+    task, model, codes, _ = setup
+    z, vq = model.encode(jnp.asarray(task.vq_embeddings)[codes])
+    np.testing.assert_array_equal(z[:, 0], vq["z_cont"][:, 0])  # continuous
+    assert vq["codes"].shape == (2, T - 1, 4, 4)  # only frames >= n_cond get codes
+    np.testing.assert_allclose(z[:, 1:], model.codebook.lookup(vq["codes"]), atol=1e-5)
+
+
+@pytest.mark.parametrize("rate, frames", [(0.9, 300), (0.5, 6), (0.0, 6), (0.99, 10)])
+def test_drop_loss_indices(rate, frames):
+    idx = np.asarray(teco_task.drop_loss_indices(jax.random.key(3), 16, frames, 1, rate))
+    expected = max(1, round((1 - rate) * (frames - 1)))
+    assert idx.shape == (16, expected)
+    for row in idx:
+        assert len(set(row)) == expected and row.min() >= 1 and row.max() < frames
+    if rate > 0 and expected > 1:
+        assert len({tuple(r) for r in idx}) > 1  # drawn per example
+
+
+def test_drop_loss_equals_full_loss_restricted_to_the_chosen_frames(setup):
+    task, model, codes, actions = setup
+    const = task.constants()
+    key = jax.random.key(5)
+    full = task.forward(model, codes, actions, key, const, drop_rate=0.0)
+    part = task.forward(model, codes, actions, key, const, drop_rate=0.5)
+    from teco_jax import losses
+
+    def per_frame(out):
+        return jax.vmap(jax.vmap(lambda lg, c: losses.cross_entropy_with_label_smoothing(lg, c, 0.01)))(
+            out["logits"], out["codes"])
+
+    full_pf, part_pf = per_frame(full), per_frame(part)
+    for b in range(2):
+        np.testing.assert_allclose(part_pf[b], full_pf[b][np.asarray(part["idx"][b]) - 1], rtol=1e-5)
+        assert float(jnp.mean(part_pf[b])) == pytest.approx(float(jnp.mean(full_pf[b][np.asarray(part["idx"][b]) - 1])), rel=1e-5)
+
+
+def test_action_dropout_and_null_action():
+    actions = jnp.asarray(np.random.default_rng(0).integers(0, 6, (4000, 5)), jnp.int32)
+    out = np.asarray(teco_task.action_dropout(jax.random.key(0), actions, 0.5, 6))
+    dropped = (out == 6).all(axis=1)
+    kept = (out == np.asarray(actions)).all(axis=1)
+    assert np.all(dropped | kept)  # whole videos, never single frames
+    assert 0.45 < dropped.mean() < 0.55
+    np.testing.assert_array_equal(np.asarray(teco_task.action_dropout(jax.random.key(0), actions, 0.0, 6)), actions)
+    # the null action has its own embedding, distinct from every real action
+    task = teco_task.TECOTask(tiny_config())
+    model = task.build_model(nnx.Rngs(0))
+    emb = model.embed_actions(jnp.arange(7))
+    assert emb.shape == (7, 4) and float(jnp.abs(emb[6] - emb[:6]).min()) > 0
+    # use_actions=False: every action is the null action, so actions cannot change h
+    off = teco_task.TECOTask(tiny_config(use_actions=False))
+    m2 = off.build_model(nnx.Rngs(0))
+    codes = jnp.zeros((1, T, 8, 8), jnp.int32)
+    o1 = off.forward(m2, codes, jnp.zeros((1, T), jnp.int32), jax.random.key(0), off.constants(), 0.0)
+    o2 = off.forward(m2, codes, jnp.ones((1, T), jnp.int32), jax.random.key(0), off.constants(), 0.0)
+    np.testing.assert_array_equal(o1["h"], o2["h"])
+
+
+def test_loss_is_finite_and_trains(setup):
+    task, model, codes, actions = setup
+    graph, params = nnx.split(model)
+    const = task.constants()
+
+    @jax.jit
+    def step(p):
+        (l, m), g = jax.value_and_grad(lambda p: task.loss(nnx.merge(graph, p), {"codes": codes, "actions": actions},
+                                                            jax.random.key(1), 0, const), has_aux=True)(p)
+        return l, m, jax.tree.map(lambda a, b: a - 1e-2 * b, p, g)
+
+    l0, metrics, params = step(params)
+    assert np.isfinite(float(l0)) and set(metrics) >= {"recon_ce", "prior_ce", "vq", "recon_acc"}
+    for _ in range(5):
+        l1, _, params = step(params)
+    assert float(l1) < float(l0)
