@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, optionally with :preset", lock_config=True)
@@ -42,6 +42,7 @@ def dry_run(trainer) -> None:
 
 def main(argv) -> int:
     del argv
+    logging.set_verbosity(logging.WARNING)  # orbax and grain log every save at INFO
     if _COORDINATOR.value or _DISTRIBUTED.value:
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)

@@ -116,14 +116,14 @@ class VQGANTask(base.Task):
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, model, batches: Iterator[dict[str, np.ndarray]], constants) -> dict[str, float]:
-        """Test-set PSNR, SSIM, LPIPS (AlexNet) of reconstructions, of bicubic up-sampling from
+        """Test-set PSNR, SSIM, LPIPS (AlexNet; and VGG16) of reconstructions, of bicubic up-sampling from
         the latent resolution as a reference, and codebook usage over all test codes."""
-        lp = cached_lpips("alexnet")
+        lp, lp_vgg = cached_lpips("alexnet"), cached_lpips("vgg16")
         sums: dict[str, list[np.ndarray]] = {}
         counts = np.zeros(self.config.model.codebook_size, np.int64)
         for batch in batches:
             frames = jnp.asarray(self.prepare_batch(batch)["frames"])
-            out = _eval_batch(model.vqgan, frames, lp.params, lp)
+            out = _eval_batch(model.vqgan, frames, lp.params, lp, lp_vgg.params, lp_vgg)
             for k, v in out.items():
                 if k != "codes":
                     sums.setdefault(k, []).append(np.asarray(v))
@@ -150,8 +150,9 @@ def _reconstruct(vqgan: VQGAN, frames: jax.Array) -> jax.Array:
     return vqgan(to_float(frames))[0]
 
 
-@nnx.jit(static_argnums=(3,))
-def _eval_batch(vqgan: VQGAN, frames: jax.Array, lpips_params: Any, lpips: LPIPS) -> Mapping[str, jax.Array]:
+@nnx.jit(static_argnums=(3, 5))
+def _eval_batch(vqgan: VQGAN, frames: jax.Array, lpips_params: Any, lpips: LPIPS, vgg_params: Any,
+                vgg: LPIPS) -> Mapping[str, jax.Array]:
     x = to_float(frames)
     rec, aux = vqgan(x)
     rec = jnp.clip(rec, -1, 1)
@@ -160,8 +161,8 @@ def _eval_batch(vqgan: VQGAN, frames: jax.Array, lpips_params: Any, lpips: LPIPS
     bicubic = jnp.clip(jax.image.resize(small, x.shape, "bicubic"), -1, 1)
     unit = lambda a: (a + 1) / 2  # noqa: E731
     return {"psnr": image_metrics.psnr(unit(x), unit(rec)), "ssim": image_metrics.ssim(unit(x), unit(rec)),
-            "lpips": lpips(x, rec, lpips_params),
+            "lpips": lpips(x, rec, lpips_params), "lpips_vgg": vgg(x, rec, vgg_params),
             "bicubic_psnr": image_metrics.psnr(unit(x), unit(bicubic)),
             "bicubic_ssim": image_metrics.ssim(unit(x), unit(bicubic)),
-            "bicubic_lpips": lpips(x, bicubic, lpips_params),
+            "bicubic_lpips": lpips(x, bicubic, lpips_params), "bicubic_lpips_vgg": vgg(x, bicubic, vgg_params),
             "codes": aux["codes"]}
