@@ -55,20 +55,20 @@ def tiny(c):
     m.num_res_blocks = 1
     m.num_mid_blocks = 1
     m.latent_dim = 64
-    m.codebook_size = 256
-    m.code_dim = 16
+    m.codebook_size = 1024
+    m.code_dim = 32
     m.disc_channels = 16
     m.disc_layers = 2
     c.data.batch_size = 16
     # On a CPU, VGG16-LPIPS costs 4x the rest of the step; AlexNet-LPIPS costs ~10%.
     c.loss.lpips_net = "alexnet"
-    c.loss.lpips_weight = 0.25
-    c.loss.disc_start = 2_500  # the GAN fine-tunes the last 500 steps
+    c.loss.lpips_weight = 0.1
+    c.loss.disc_start = 3_500  # the GAN fine-tunes the last 500 steps
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 200
-    c.optim.decay_steps = 3_000
+    c.optim.decay_steps = 4_000
     c.optim.end_lr = 1e-4
-    c.train.num_steps = 3_000
+    c.train.num_steps = 4_000
     c.train.log_every = 25
     c.train.ckpt_every = 500
     c.train.image_every = 500

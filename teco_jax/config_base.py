@@ -80,6 +80,20 @@ def load_sibling(this_file: str, name: str):
     return module
 
 
+def from_file(spec: str) -> ml_collections.ConfigDict:
+    """Load `path/to/config.py[:preset]` the way the --config flag does (relative paths are
+    looked up from the working directory, then from the repository root)."""
+    import pathlib
+
+    path, _, preset = spec.partition(":")
+    file = pathlib.Path(path)
+    if not file.exists():
+        file = pathlib.Path(__file__).resolve().parents[1] / path
+    if not file.exists():
+        raise FileNotFoundError(f"no config file {path}")
+    return load_sibling(str(file), file.stem).get_config(preset)
+
+
 def check_preset(arg: str, presets: tuple[str, ...]) -> str:
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; choose one of {presets} (\"\" = paper size)")

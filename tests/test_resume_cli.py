@@ -1,0 +1,67 @@
+"""Exact resume through the real CLI: SIGKILL a run after a checkpoint, restart it, and end
+with the same parameters as a run that was never interrupted."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from teco_jax import checkpoint, trainer
+from tests.toy_task import toy_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(workdir: Path, data_dir: Path, steps: int) -> list[str]:
+    return [sys.executable, "-m", "teco_jax.train", f"--config=tests/toy_task.py:{data_dir}",
+            f"--workdir={workdir}", f"--config.train.num_steps={steps}", "--config.train.ckpt_every=100",
+            "--config.train.log_every=100"]
+
+
+def _final_params(workdir: Path, data_dir: Path):
+    t = trainer.Trainer(toy_config(data_dir), workdir)
+    ckpt = checkpoint.Checkpointer(workdir)
+    try:
+        state = ckpt.restore(t.abstract_state)
+    finally:
+        ckpt.close()
+    return int(state.step), jax.tree.leaves(jax.device_get(state.params))
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
+    steps = 1500
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(_cli(tmp_path / "straight", tfds_dir, steps), cwd=REPO, env=env, check=True,
+                   capture_output=True, timeout=300)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(run, tfds_dir, steps), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = [int(p.name) for p in (run / "checkpoints").glob("*") if p.name.isdigit()]
+        if done and max(done) >= 300:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; raise `steps`"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = checkpoint.Checkpointer(run)
+    resumed_from = killed_at.latest_step()
+    killed_at.close()
+    assert 300 <= resumed_from < steps
+
+    out = subprocess.run(_cli(run, tfds_dir, steps), cwd=REPO, env=env, check=True, capture_output=True,
+                         text=True, timeout=300)
+    assert f"resumed from" in out.stdout + out.stderr
+
+    step_a, params_a = _final_params(tmp_path / "straight", tfds_dir)
+    step_b, params_b = _final_params(run, tfds_dir)
+    assert step_a == step_b == steps
+    for a, b in zip(params_a, params_b):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
