@@ -65,3 +65,20 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
     assert step_a == step_b == steps
     for a, b in zip(params_a, params_b):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tfds_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(_cli(tmp_path, tfds_dir, 10**6), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((tmp_path / "checkpoints").glob("[0-9]*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "checkpoint saved" in out
+    ckpt = checkpoint.Checkpointer(tmp_path)
+    step = ckpt.latest_step()
+    ckpt.close()
+    assert step is not None and 100 <= step < 10**6

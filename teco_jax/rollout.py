@@ -1,0 +1,151 @@
+"""Long rollouts with TECO: a KV-cached temporal transformer, MaskGIT sampling, a sliding window.
+
+    context codes --encode--> z_0..z_{C-1} --prefill--> KV cache (C frames)
+    for t = C .. L-1:   token proj(z_{t-1} (+) a_t) --one cached step--> h_t
+                        z_t ~ MaskGIT(h_t);  codes_t = argmax D(z_t, h_t);  append z_t
+
+The window holds the model's trained length (`window` frames). When it is full, the
+oldest frame is dropped and the cache is rebuilt from the last `window - 1` frames
+(positions restart at 0), so memory stays constant for rollouts of any length. Every
+step is one jit-compiled function of fixed shapes over a small typed state; the loop
+is `lax.scan`.
+
+Dimension keys: B batch, C context frames, L total frames, W window frames, H/W
+VQ-GAN grid, h/w TECO grid, D TECO embedding dim, N temporal tokens per frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from teco_jax.models.teco import TECO
+from teco_jax.nn.transformer import block_causal_mask, sinusoidal_positions
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """How z_t is drawn from the MaskGIT prior (hashable: a static jit argument)."""
+
+    schedule: str = "draft_revise"  # or "confidence" (MaskGIT's schedule)
+    draft_steps: int = 8
+    revise_steps: int = 8
+    revise_rounds: int = 2
+    confidence_steps: int = 8
+    temperature: float = 1.0
+
+    @classmethod
+    def from_config(cls, cfg) -> "Sampler":
+        return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name in cfg})
+
+    def sample(self, prior, h_BnD: jax.Array, key: jax.Array) -> jax.Array:
+        if self.schedule == "draft_revise":
+            return prior.sample_draft_revise(h_BnD, key, self.draft_steps, self.revise_steps, self.revise_rounds,
+                                             self.temperature)
+        if self.schedule == "confidence":
+            return prior.sample_confidence(h_BnD, key, self.confidence_steps, self.temperature)
+        raise ValueError(f"unknown sampling schedule {self.schedule!r} (draft_revise or confidence)")
+
+
+@flax.struct.dataclass
+class RolloutState:
+    cache: Any  # the temporal transformer's KV cache (window * N positions)
+    z: jax.Array  # (B, W, h, w, D): z of the frames in the window
+    actions: jax.Array  # (B, W): their actions
+    length: jax.Array  # int32: frames in the window
+
+
+def _positions(model: TECO, first_frame, num_frames: int) -> jax.Array:
+    n, width = model.temporal.tokens_per_frame, model.temporal.width
+    idx = first_frame * n + jnp.arange(num_frames * n)
+    return sinusoidal_positions(idx, width)[None]
+
+
+def prefill(model: TECO, z: jax.Array, actions: jax.Array, length: jax.Array | int, window: int) -> RolloutState:
+    """Fill a fresh cache with the first `length` frames of the (B, W, ...) window arrays."""
+    b = z.shape[0]
+    t = model.temporal
+    n = t.tokens_per_frame
+    a_emb = model.embed_actions(actions)
+    tokens = t.sequence(z, a_emb).reshape(b, window * n, t.width)
+    cache = t.transformer.init_cache(b, window * n, tokens.dtype)
+    # Prefill the whole window with a block-causal mask: frames >= length are computed but
+    # never attended to later (each new frame's step overwrites its own slot in order).
+    _, cache = t.transformer.prefill(tokens, cache, block_causal_mask(window, n), _positions(model, 0, window))
+    cache = tuple(layer.replace(index=jnp.asarray(length, jnp.int32) * n) for layer in cache)
+    return RolloutState(cache=cache, z=z, actions=actions, length=jnp.asarray(length, jnp.int32))
+
+
+def _slide(model: TECO, state: RolloutState, window: int) -> RolloutState:
+    """Drop the oldest frame and rebuild the cache over the remaining window - 1 frames."""
+    z = jnp.roll(state.z, -1, axis=1)
+    actions = jnp.roll(state.actions, -1, axis=1)
+    return prefill(model, z, actions, window - 1, window)
+
+
+def _decode_frame(model: TECO, h_BhwD: jax.Array, key: jax.Array, sampler: Sampler):
+    b, gh, gw, d = h_BhwD.shape
+    z_codes = sampler.sample(model.prior, h_BhwD.reshape(b, gh * gw, d), key).reshape(b, gh, gw)
+    z_t = model.codebook.lookup(z_codes).astype(h_BhwD.dtype)
+    codes = jnp.argmax(model.decoder(z_t, h_BhwD), axis=-1).astype(jnp.int32)
+    return z_t, codes
+
+
+def next_frame(model: TECO, state: RolloutState, action: jax.Array, key: jax.Array, sampler: Sampler,
+               window: int, cached: bool = True) -> tuple[RolloutState, jax.Array]:
+    """Generate one frame: returns the new state and its VQ-GAN codes (B, H, W).
+
+    cached=False recomputes the temporal transformer over the whole window instead
+    (the authors' method; the reference the cache is tested against).
+    """
+    state = jax.lax.cond(state.length >= window, lambda s: _slide(model, s, window), lambda s: s, state)
+    t, length = model.temporal, state.length
+    actions = jax.lax.dynamic_update_slice_in_dim(state.actions, action[:, None], length, axis=1)
+    if cached:
+        z_prev = jax.lax.dynamic_index_in_dim(state.z, length - 1, axis=1, keepdims=True)
+        x = t.tokens(z_prev, model.embed_actions(action[:, None]))[:, 0]  # (B, N, width)
+        y, cache = t.transformer.decode(x, state.cache, jnp.ones((t.tokens_per_frame,) * 2, bool),
+                                        _positions(model, length, 1))
+        h_t = t.untokens(y[:, None])[:, 0]
+    else:
+        h_all = t(state.z, model.embed_actions(actions))  # future slots hold stale z; causality hides them
+        h_t = jax.lax.dynamic_index_in_dim(h_all, length, axis=1, keepdims=False)
+        cache = state.cache
+    z_t, codes = _decode_frame(model, h_t, key, sampler)
+    z = jax.lax.dynamic_update_slice_in_dim(state.z, z_t[:, None].astype(state.z.dtype), length, axis=1)
+    return RolloutState(cache=cache, z=z, actions=actions, length=length + 1), codes
+
+
+@nnx.jit(static_argnames=("num_frames", "window", "sampler", "cached"))
+def rollout(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, actions: jax.Array,
+            key: jax.Array, *, num_frames: int, window: int, sampler: Sampler = Sampler(),
+            cached: bool = True) -> jax.Array:
+    """Codes of a whole video: the C context frames, then num_frames - C generated ones.
+
+    context_codes (B, C, H, W) int, actions (B, num_frames) int (use the model's null
+    action for unconditional rollouts), window = the model's trained sequence length.
+    Returns (B, num_frames, H, W) int32.
+    """
+    b, c = context_codes.shape[:2]
+    if c > window:
+        raise ValueError(f"{c} context frames do not fit the model's window of {window} frames")
+    if actions.shape != (b, num_frames):
+        raise ValueError(f"actions must have shape ({b}, {num_frames}), got {actions.shape}")
+    z_ctx, _ = model.encode(jnp.take(vq_embeddings, context_codes, axis=0))
+    pad = window - c
+    z = jnp.pad(z_ctx, ((0, 0), (0, pad)) + ((0, 0),) * 3)
+    a = jnp.pad(actions[:, :c], ((0, 0), (0, pad)), constant_values=model.null_action)
+    state = prefill(model, z, a, c, window)
+
+    def body(state, inputs):
+        action, k = inputs
+        return next_frame(model, state, action, k, sampler, window, cached)
+
+    keys = jax.random.split(key, num_frames - c)
+    _, codes = jax.lax.scan(body, state, (jnp.moveaxis(actions[:, c:], 1, 0), keys))
+    return jnp.concatenate([context_codes.astype(jnp.int32), jnp.moveaxis(codes, 0, 1)], axis=1)
