@@ -57,9 +57,9 @@ def teco_config():
 def tiny(c):
     """A CPU-sized TECO for 64-frame clips of a tiny VQ-GAN's codes."""
     m = c.model
-    m.vq_vocab = 1024
+    m.vq_vocab = 256
     m.vq_embed_dim = 64
-    m.encoder.depths, m.encoder.blocks = (32, 64), 1
+    m.encoder.depths, m.encoder.blocks = (16, 32), 1  # the encoder runs on every frame: keep it narrow
     m.decoder.depths, m.decoder.blocks = (32, 64), 1
     m.embedding_dim = 32
     m.codebook_size = 256
@@ -67,7 +67,7 @@ def tiny(c):
     m.transformer.update(dict(width=128, mlp_dim=512, num_heads=4, num_layers=2))
     m.maskgit.update(dict(token_dim=64, width=128, mlp_dim=512, num_heads=4, num_layers=2))
     c.data.seq_len = 64
-    c.data.batch_size = 8
+    c.data.batch_size = 4
     c.optim.lr = 1e-3
     c.optim.end_lr = 1e-4
     c.optim.warmup_steps = 200

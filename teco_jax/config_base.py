@@ -51,7 +51,9 @@ def base() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.shape = (-1, 1, 1)
     # Logical axis -> mesh axis (or list of axes, or None = replicated); see teco_jax/parallel.py.
-    c.sharding_rules = [list(rule) for rule in parallel.DEFAULT_RULES]
+    # A tuple, so it can be overridden on the command line:
+    #   --config.sharding_rules="(('embed','fsdp'),('mlp','model'),('heads','model'),('vocab',None))"
+    c.sharding_rules = tuple(tuple(rule) for rule in parallel.DEFAULT_RULES)
 
     c.model = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()

@@ -60,11 +60,13 @@ def _fmt_bytes(n: float) -> str:
 class Trainer:
     """Builds the task, the mesh, the sharded state and the jitted step from one config."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: Path | str):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: Path | str,
+                 devices: list[jax.Device] | None = None):
+        """`devices`: the devices of the mesh (default: all devices of all processes)."""
         self.config = config
         self.workdir = Path(workdir)
         self.task = tasks.get(config.task)(config)
-        self.mesh = parallel.make_mesh(config.mesh.shape)
+        self.mesh = parallel.make_mesh(config.mesh.shape, devices=devices)
         self.rules = parallel.rules_from_config(config.get("sharding_rules"))
         self.tx = optim.make(config.optim)
         self.lr_schedule = optim.schedule(config.optim)

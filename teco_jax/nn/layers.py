@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from teco_jax import parallel
+
 Axes = tuple[str | None, ...]
 
 
@@ -29,15 +31,23 @@ def dense(in_features: int, out_features: int, axes: Axes = ("embed", "mlp"), *,
                       kernel_metadata={"out_sharding": axes}, bias_metadata={"out_sharding": axes[-1:]}, **kw)
 
 
+class Conv(nnx.Conv):
+    """nnx.Conv whose output keeps the batch layout when traced under a device mesh (a
+    workaround for an XLA partitioner bug; see parallel.constrain_batch)."""
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        return parallel.constrain_batch(super().__call__(inputs))
+
+
 def conv(in_features: int, out_features: int, kernel_size: int | Sequence[int] = 3, strides: int = 1, *,
          rngs: nnx.Rngs, axes: Axes = ("conv_in", "conv_out"), padding="SAME", use_bias: bool = True,
          dtype=None, kernel_init=None) -> nnx.Conv:
     """A 2-D (or N-D, from kernel_size) convolution with channel axes sharded as `axes`."""
     ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     kw = {} if kernel_init is None else {"kernel_init": kernel_init}
-    return nnx.Conv(in_features, out_features, ks, strides, padding=padding, use_bias=use_bias, dtype=dtype,
-                    rngs=rngs, kernel_metadata={"out_sharding": (None,) * len(ks) + tuple(axes)},
-                    bias_metadata={"out_sharding": tuple(axes[-1:])}, **kw)
+    return Conv(in_features, out_features, ks, strides, padding=padding, use_bias=use_bias, dtype=dtype,
+                rngs=rngs, kernel_metadata={"out_sharding": (None,) * len(ks) + tuple(axes)},
+                bias_metadata={"out_sharding": tuple(axes[-1:])}, **kw)
 
 
 def layer_norm(features: int, *, rngs: nnx.Rngs, use_bias: bool = True, dtype=None) -> nnx.LayerNorm:
@@ -47,8 +57,10 @@ def layer_norm(features: int, *, rngs: nnx.Rngs, use_bias: bool = True, dtype=No
 
 
 def group_norm(features: int, *, rngs: nnx.Rngs, groups: int = 32, dtype=None) -> nnx.GroupNorm:
-    """GroupNorm with at most `groups` groups (fewer when the channels do not divide)."""
-    g = min(groups, features)
+    """GroupNorm with at most `groups` groups of at least 4 channels (fewer when the channels
+    do not divide): narrow layers keep some per-channel level information, which instance
+    normalisation (groups of 1) would remove."""
+    g = max(1, min(groups, features // 4))
     while features % g:
         g -= 1
     return nnx.GroupNorm(features, num_groups=g, dtype=dtype, rngs=rngs, epsilon=1e-5,

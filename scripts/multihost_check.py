@@ -1,0 +1,209 @@
+"""Check multi-process training on one machine: N CPU processes vs one process, same global batch.
+
+    python scripts/multihost_check.py --data DIR --workdir OUT [--num_processes 2] [--local_devices 2]
+
+It launches N copies of itself (`--process_id i`), each with `--local_devices` CPU devices,
+joined by `jax.distributed.initialize(coordinator_address="localhost:PORT", ...)` (cross-
+process CPU collectives: gloo, jax's default). Each runs `Trainer.train()` on the toy task
+(tests/toy_task.py) over the TFDS dataset in DIR, on a (1, fsdp, model) mesh whose fsdp axis
+spans the processes, so parameters and optimizer state are sharded across them. Each process
+reads only its own shard of the episodes (`process_index::process_count`) and the global
+batch is assembled from the parts with `make_array_from_process_local_data`; both processes
+write the checkpoint (orbax) and their own data-iterator state.
+
+The reference is ONE process with N x local_devices devices and the same mesh, driving the
+same jitted step on global batches built the way the N processes build theirs: the per-
+process pipelines (process_index=i, process_count=N) concatenated in process order. A plain
+one-process `Trainer.train()` would read the episodes in a different order (one shuffled
+shard instead of N), so its batches, and losses, differ: that comparison would not be apples
+to apples. The report (JSON on stdout and in OUT/report.json) has both runs' losses, the
+episode indices each process read, and whether the N-process checkpoint, restored in the
+reference process, equals the reference's parameters after the same steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+
+
+def _env(num_devices: int) -> dict[str, str]:
+    flags = f"--xla_force_host_platform_device_count={num_devices} {FAST_COMPILE}"
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def _config(args):
+    from teco_jax import trainer
+    from tests.toy_task import toy_config
+
+    return trainer.config_replace(toy_config(args.data, num_steps=args.steps, ckpt_every=args.steps,
+                                             eval_batches=args.eval_batches),
+                                  **{"mesh.shape": (1, args.num_processes, args.local_devices),
+                                     "data.batch_size": 2 * args.num_processes})
+
+
+def process_main(args) -> None:
+    """One of the N processes: Trainer.train(), recording the episodes this process read."""
+    import jax
+
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id, initialization_timeout=120)
+    from teco_jax import trainer
+
+    assert jax.process_count() == args.num_processes and jax.local_device_count() == args.local_devices
+    seen: list[list[int]] = []
+
+    class RecordingTrainer(trainer.Trainer):
+        def dataset(self, split, **kw):
+            ds = super().dataset(split, **kw)
+            if split != "train":
+                return ds
+            return ds.map(lambda b: (seen.append(b["episode_index"].tolist()), b)[1])
+
+    cfg = _config(args)
+    workdir = Path(args.workdir) / "multi"
+    state = RecordingTrainer(cfg, workdir).train()
+    (workdir / f"episodes_{jax.process_index()}.json").write_text(json.dumps(seen))
+    assert int(state.step) == args.steps
+    jax.distributed.shutdown()
+
+
+def reference_main(args) -> None:
+    """One process, the same devices in total: the same steps on the same global batches."""
+    import jax
+    import numpy as np
+
+    from teco_jax import checkpoint, parallel, trainer
+    from teco_jax.data import pipeline
+
+    cfg = _config(args)
+    tr = trainer.Trainer(cfg, Path(args.workdir) / "reference")
+    n = args.num_processes
+    shards = [iter(pipeline.make_dataset(cfg.data.dir, "train", seq_len=cfg.data.seq_len,
+                                         batch_size=cfg.data.batch_size // n, seed=cfg.seed, process_index=i,
+                                         process_count=n, read_threads=0, prefetch=1)[0]) for i in range(n)]
+    state, constants = tr.create_state(), tr.device_constants()
+    losses, episodes = [], [[] for _ in range(n)]
+    for _ in range(args.steps):
+        parts = [next(it) for it in shards]
+        for i, p in enumerate(parts):
+            episodes[i].append(p["episode_index"].tolist())
+        local = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        batch = parallel.global_batch(tr.task.prepare_batch(local), tr.mesh)
+        with jax.set_mesh(tr.mesh):
+            state, metrics = tr.step_fn(batch, constants)(state, batch, constants)
+        losses.append(float(metrics["loss"]))
+    ck = checkpoint.Checkpointer(Path(args.workdir) / "multi")
+    with jax.set_mesh(tr.mesh):
+        restored = ck.restore(tr.abstract_state)
+    ck.close()
+    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+             for a, b in zip(jax.tree.leaves(state.params) + jax.tree.leaves(state.opt_state),
+                             jax.tree.leaves(restored.params) + jax.tree.leaves(restored.opt_state))]
+    out = {"losses": losses, "episodes": episodes, "restored_step": int(restored.step),
+           "checkpoint_max_abs_diff": max(diffs)}
+    (Path(args.workdir) / "reference.json").write_text(json.dumps(out))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def launch(args) -> dict:
+    """Start the N processes, wait (with a timeout), run the reference, compare."""
+    workdir = Path(args.workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    common = [sys.executable, __file__, "--data", str(args.data), "--workdir", str(workdir), "--steps", str(args.steps),
+              "--eval_batches", str(args.eval_batches),
+              "--num_processes", str(args.num_processes), "--local_devices", str(args.local_devices)]
+    t0 = time.perf_counter()
+    procs, logs = [], []
+    for i in range(args.num_processes):
+        log = open(workdir / f"process_{i}.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen(common + ["--role", "process", "--process_id", str(i), "--coordinator",
+                                                f"localhost:{port}"], env=_env(args.local_devices), cwd=ROOT,
+                                      stdout=log, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + args.timeout
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            codes.append("timeout")
+    for p in procs:  # never leave a process waiting on a dead peer
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for log in logs:
+        log.close()
+    report: dict = {"return_codes": codes, "multi_seconds": round(time.perf_counter() - t0, 1)}
+    if any(c != 0 for c in codes):
+        report["logs"] = {i: (workdir / f"process_{i}.log").read_text()[-4000:] for i in range(args.num_processes)}
+        return report
+    t1 = time.perf_counter()
+    ref = subprocess.run(common + ["--role", "reference"], env=_env(args.num_processes * args.local_devices),
+                         cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+    report["reference_seconds"] = round(time.perf_counter() - t1, 1)
+    if ref.returncode:
+        report["reference_log"] = (ref.stdout + ref.stderr)[-4000:]
+        return report
+    reference = json.loads((workdir / "reference.json").read_text())
+    rows = [json.loads(line) for line in (workdir / "multi" / "metrics.jsonl").read_text().splitlines()]
+    report.update(
+        multi_losses=[r["train/loss"] for r in rows if "train/loss" in r],
+        reference_losses=reference["losses"],
+        multi_episodes=[json.loads((workdir / "multi" / f"episodes_{i}.json").read_text())
+                        for i in range(args.num_processes)],
+        reference_episodes=reference["episodes"],
+        restored_step=reference["restored_step"],
+        checkpoint_max_abs_diff=reference["checkpoint_max_abs_diff"],
+        data_state_files=sorted(str(p.relative_to(workdir)) for p in (workdir / "multi" / "checkpoints").rglob("*")
+                                if p.is_file() and p.parent.name == "data"))
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="a TFDS video dataset (e.g. the tests' toy one)")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--num_processes", type=int, default=2)
+    parser.add_argument("--local_devices", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--eval_batches", type=int, default=0,
+                        help="test batches evaluated after training (0: none; see docs/scaling.md)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds for each phase")
+    parser.add_argument("--role", choices=("launch", "process", "reference"), default="launch")
+    parser.add_argument("--process_id", type=int, default=0)
+    parser.add_argument("--coordinator", default="")
+    args = parser.parse_args(argv)
+    if args.role == "process":
+        process_main(args)
+    elif args.role == "reference":
+        reference_main(args)
+    else:
+        report = launch(args)
+        (Path(args.workdir) / "report.json").write_text(json.dumps(report, indent=1))
+        print(json.dumps(report))
+        ok = report.get("multi_losses") and report["multi_losses"] == report["reference_losses"]
+        return 0 if ok else 1
+    return 0
+
+
+if __name__ == "__main__":
+    if "--role" in sys.argv:  # a child: make the repository importable
+        sys.path.insert(0, str(ROOT))
+    sys.exit(main())
