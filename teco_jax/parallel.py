@@ -73,6 +73,9 @@ def rules_from_config(rules: Sequence[Sequence[Any]] | None) -> tuple[tuple[str,
             if t is not None and t not in MESH_AXES:
                 raise ValueError(f"sharding rule {rule!r} names unknown mesh axis {t!r} (axes: {MESH_AXES})")
         out.append((logical, tuple(target) if isinstance(target, (list, tuple)) else target))
+    named = {logical for logical, _ in out}
+    # A logical axis the config does not mention stays replicated.
+    out.extend((logical, None) for logical, _ in DEFAULT_RULES if logical not in named)
     return tuple(out)
 
 
