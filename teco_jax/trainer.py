@@ -192,6 +192,7 @@ class Trainer:
         bar = tqdm(total=num_steps, initial=start, desc=f"train {cfg.task}", disable=not lead,
                    dynamic_ncols=True, unit="step")
         step_fn, t_last, steps_since = None, time.perf_counter(), 0
+        t_start = t_last
         try:
             for step in range(start, num_steps):
                 batch = parallel.global_batch(self.task.prepare_batch(next(data_iter)), self.mesh)
@@ -214,6 +215,11 @@ class Trainer:
                 if tcfg.image_every and (done % tcfg.image_every == 0 or done == num_steps):
                     self._visualize(state, batch, constants, writer, done)
                 if tcfg.eval_every and done % tcfg.eval_every == 0 and done != num_steps:
+                    self._evaluate(state, constants, writer, done)
+                if tcfg.get("max_minutes", 0) and time.perf_counter() - t_start > 60 * tcfg.max_minutes:
+                    if lead and not self._stop_requested:
+                        tqdm.write(f"train.max_minutes={tcfg.max_minutes} reached at step {done}")
+                    self._stop_requested = True
                     self._evaluate(state, constants, writer, done)
                 if done % tcfg.ckpt_every == 0 or done == num_steps or self._stop_requested:
                     ckpt.save(done, state, data_iter, force=True)
