@@ -136,7 +136,7 @@ class TECOTask(base.Task):
     def evaluate(self, model, batches: Iterator[dict[str, np.ndarray]], constants) -> dict[str, float]:
         """Teacher-forced metrics on test clips (all frames >= n_cond, no DropLoss):
         recon_acc: D(z_t from the posterior, h_t) vs the true codes;
-        next_frame_acc: D(z_t predicted by the prior in one greedy pass, h_t) vs the true codes;
+        next_frame_acc: D(z_t predicted by the prior, decoded greedily, h_t) vs the true codes;
         copy_prev_acc: the previous frame's codes as the prediction (baseline)."""
         rows = []
         for batch in batches:
@@ -168,8 +168,9 @@ def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
     h = out["h"]
     b, n = h.shape[:2]
     n_tok = h.shape[-3] * h.shape[-2]
-    masked = jnp.full((b * n, n_tok), m.codebook_size, jnp.int32)
-    greedy = jnp.argmax(model.prior(masked, h.reshape(b * n, n_tok, h.shape[-1])), axis=-1)
+    # The prior's deterministic best guess: MaskGIT's confidence schedule, argmax at every step.
+    greedy = model.prior.sample_confidence(h.reshape(b * n, n_tok, h.shape[-1]), jax.random.key(1),
+                                           steps=m.sampling.confidence_steps, temperature=0.0)
     z_pred = model.codebook.lookup(greedy.reshape(out["z_codes"].shape)).astype(h.dtype)
     pred_codes = jnp.argmax(model.decode_logits(z_pred, h), axis=-1)
     truth = out["codes"]

@@ -27,6 +27,8 @@ def tiny_config(**model):
     m.decoder = ml_collections.ConfigDict(dict(depths=(8, 16), blocks=1))
     m.transformer = ml_collections.ConfigDict(dict(width=16, mlp_dim=32, num_heads=2, num_layers=2))
     m.maskgit = ml_collections.ConfigDict(dict(token_dim=8, width=16, mlp_dim=32, num_heads=2, num_layers=1))
+    m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=2, revise_steps=2,
+                                                revise_rounds=1, confidence_steps=2, temperature=1.0))
     m.update(model)
     c.lock()
     return c
@@ -140,3 +142,12 @@ def test_loss_is_finite_and_trains(setup):
     for _ in range(5):
         l1, _, params = step(params)
     assert float(l1) < float(l0)
+
+
+def test_evaluate_reports_prediction_and_baseline(setup):
+    task, model, codes, actions = setup
+    batch = {"codes": np.asarray(codes), "actions": np.asarray(actions)}
+    out = task.evaluate(model, iter([batch]), task.constants())
+    assert set(out) == {"recon_acc", "next_frame_acc", "copy_prev_acc", "recon_ce"}
+    prev_same = float(np.mean(np.asarray(codes)[:, :-1] == np.asarray(codes)[:, 1:]))
+    assert out["copy_prev_acc"] == pytest.approx(prev_same, abs=1e-6)  # every frame >= n_cond, no DropLoss
