@@ -9,7 +9,6 @@ warm-up batch (JIT compilation), with 1 and 2 worker processes.
 
 import argparse
 import concurrent.futures as futures
-import dataclasses
 import multiprocessing
 import time
 

@@ -10,7 +10,6 @@ prefetch) for several read-thread counts, in one run so the ratios are comparabl
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 

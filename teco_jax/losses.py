@@ -77,7 +77,6 @@ def cross_entropy_with_label_smoothing(logits: jax.Array, labels: jax.Array, smo
     is taken over the masked positions only.
     """
     logits = _f32(logits)
-    k = logits.shape[-1]
     logp = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
     loss = (1.0 - smoothing) * nll - smoothing * jnp.mean(logp, axis=-1)  # s/K * sum_k(-logp_k)

@@ -58,7 +58,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
 
     out = subprocess.run(_cli(run, tfds_dir, steps), cwd=REPO, env=env, check=True, capture_output=True,
                          text=True, timeout=300)
-    assert f"resumed from" in out.stdout + out.stderr
+    assert "resumed from" in out.stdout + out.stderr
 
     step_a, params_a = _final_params(tmp_path / "straight", tfds_dir)
     step_b, params_b = _final_params(run, tfds_dir)

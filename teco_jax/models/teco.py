@@ -11,7 +11,6 @@ vocabulary, N tokens per frame in the temporal transformer ((h/z_ds) * (w/z_ds))
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp

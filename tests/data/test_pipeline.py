@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from teco_jax.data import pipeline, tfds_io
-from tests.conftest import write_episodes
 
 
 def _take(it, n):
