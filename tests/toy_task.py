@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -35,7 +36,7 @@ class ToyTask(base.Task):
 
     def loss(self, model, batch, key, step, constants):
         x = batch["video"].astype(jnp.float32) / 127.5 - 1
-        noise = 0.01 * jax_normal(key, x.shape)
+        noise = 0.01 * jax.random.normal(key, x.shape)
         err = jnp.mean(jnp.square(model(x + noise) - x))
         return err, {"mse": err}
 
@@ -43,12 +44,6 @@ class ToyTask(base.Task):
         errs = [float(jnp.mean(jnp.square(model(b["video"][:, 0] / 127.5 - 1) - (b["video"][:, 0] / 127.5 - 1))))
                 for b in batches]
         return {"mse": float(np.mean(errs))}
-
-
-def jax_normal(key, shape):
-    import jax
-
-    return jax.random.normal(key, shape)
 
 
 def toy_config(data_dir: str, **train):
