@@ -26,6 +26,8 @@ setup(
         "imageio-ffmpeg>=0.5,<1",
         "tensorboardX>=2.6,<3",
         "numba>=0.60,<0.70",  # the voxel generator's ray caster
+        "scipy>=1.11,<2",  # sqrtm for the Fréchet distance (eval/fvd.py)
+        "matplotlib>=3.8,<4",  # benchmark plots (eval/plots.py, Agg backend)
     ],
     extras_require={"test": ["pytest>=8", "scikit-image>=0.22"]},
 )

