@@ -96,6 +96,25 @@ def _decode_frame(model: TECO, h_BhwD: jax.Array, key: jax.Array, sampler: Sampl
     return z_t, codes
 
 
+def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
+                  cached: bool = True) -> tuple[jax.Array, Any, jax.Array]:
+    """h_t (B, h, w, D) of the frame at slot state.length (< W), given action a_t (B,).
+
+    Returns (h_t, the cache with that frame's keys/values appended, the (B, W) actions with
+    a_t written in). cached=False recomputes the transformer over the whole window.
+    """
+    t, length = model.temporal, state.length
+    actions = jax.lax.dynamic_update_slice_in_dim(state.actions, action[:, None], length, axis=1)
+    if not cached:
+        h_all = t(state.z, model.embed_actions(actions))  # future slots hold stale z; causality hides them
+        return jax.lax.dynamic_index_in_dim(h_all, length, axis=1, keepdims=False), state.cache, actions
+    z_prev = jax.lax.dynamic_index_in_dim(state.z, length - 1, axis=1, keepdims=True)
+    x = t.tokens(z_prev, model.embed_actions(action[:, None]))[:, 0]  # (B, N, width)
+    y, cache = t.transformer.decode(x, state.cache, jnp.ones((t.tokens_per_frame,) * 2, bool),
+                                    _positions(model, length, 1))
+    return t.untokens(y[:, None])[:, 0], cache, actions
+
+
 def next_frame(model: TECO, state: RolloutState, action: jax.Array, key: jax.Array, sampler: Sampler,
                window: int, cached: bool = True) -> tuple[RolloutState, jax.Array]:
     """Generate one frame: returns the new state and its VQ-GAN codes (B, H, W).
@@ -104,18 +123,8 @@ def next_frame(model: TECO, state: RolloutState, action: jax.Array, key: jax.Arr
     (the authors' method; the reference the cache is tested against).
     """
     state = jax.lax.cond(state.length >= window, lambda s: _slide(model, s, window), lambda s: s, state)
-    t, length = model.temporal, state.length
-    actions = jax.lax.dynamic_update_slice_in_dim(state.actions, action[:, None], length, axis=1)
-    if cached:
-        z_prev = jax.lax.dynamic_index_in_dim(state.z, length - 1, axis=1, keepdims=True)
-        x = t.tokens(z_prev, model.embed_actions(action[:, None]))[:, 0]  # (B, N, width)
-        y, cache = t.transformer.decode(x, state.cache, jnp.ones((t.tokens_per_frame,) * 2, bool),
-                                        _positions(model, length, 1))
-        h_t = t.untokens(y[:, None])[:, 0]
-    else:
-        h_all = t(state.z, model.embed_actions(actions))  # future slots hold stale z; causality hides them
-        h_t = jax.lax.dynamic_index_in_dim(h_all, length, axis=1, keepdims=False)
-        cache = state.cache
+    length = state.length
+    h_t, cache, actions = temporal_step(model, state, action, cached)
     z_t, codes = _decode_frame(model, h_t, key, sampler)
     z = jax.lax.dynamic_update_slice_in_dim(state.z, z_t[:, None].astype(state.z.dtype), length, axis=1)
     return RolloutState(cache=cache, z=z, actions=actions, length=length + 1), codes

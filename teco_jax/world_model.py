@@ -1,0 +1,275 @@
+"""A trained TECO and its VQ-GAN behind one small API: frames in, frames out.
+
+    wm = WorldModel.load("runs/teco")                      # config.json + checkpoint + VQ-GAN
+    codes = wm.encode(frames)                              # uint8 (B, T, H, W, 3) -> int32 (B, T, h, w)
+    frames = wm.decode(codes)                              # -> uint8 (B, T, H, W, 3)
+    video = wm.rollout(context, actions, 300, key=0)       # uint8 (B, 300, H, W, 3)
+
+The VQ-GAN is the one named by the TECO config (`model.vqgan_dir`) or, failing that, by
+the code dataset it was trained on (`teco_meta.json` of `data.dir`); `vqgan_dir=`
+overrides both. Rollouts run `teco_jax.rollout.rollout` (KV cache, sliding window of
+`data.seq_len` frames), batched.
+
+Dimension keys: B batch, T frames, C context frames, L total frames (context included),
+H/W pixels, h/w VQ-GAN code grid, V VQ-GAN vocabulary, E VQ-GAN embedding dim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from teco_jax import checkpoint
+from teco_jax import rollout as rollout_lib
+from teco_jax.data import tfds_io
+
+# ----------------------------------------------------------------- locating the parts
+
+def checkpoint_steps(workdir: Path | str) -> list[int]:
+    """The steps saved under WORKDIR/checkpoints (complete ones only), ascending."""
+    ckpt_dir = Path(workdir) / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _check_workdir(workdir: Path, step: int | None, what: str) -> ml_collections.ConfigDict:
+    """The workdir's config, after making sure it holds a checkpoint (of `step`, if given)."""
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"{what} directory {workdir} does not exist")
+    config = checkpoint.load_config(workdir)  # FileNotFoundError without config.json
+    steps = checkpoint_steps(workdir)
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {what} directory {workdir} "
+                                f"(expected {workdir}/checkpoints/<step>/)")
+    if step is not None and step not in steps:
+        raise FileNotFoundError(f"{what} directory {workdir} has no checkpoint of step {step}; "
+                                f"it has steps {steps}")
+    return config
+
+
+def find_vqgan_dir(config: ml_collections.ConfigDict) -> Path:
+    """The VQ-GAN workdir of a TECO config: model.vqgan_dir, else the one its code dataset names."""
+    named = config.model.get("vqgan_dir", "")
+    if named == "random":
+        raise ValueError("this TECO was trained with a random VQ embedding table (model.vqgan_dir='random'): "
+                         "it has no VQ-GAN to decode frames with; pass vqgan_dir=")
+    if named:
+        return Path(named)
+    data_dir = config.data.get("dir", "")
+    if not data_dir:
+        raise ValueError("the TECO config names no VQ-GAN (model.vqgan_dir and data.dir are empty); "
+                         "pass vqgan_dir=")
+    try:
+        _, version_dir = tfds_io.find_dataset(data_dir)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"cannot find the VQ-GAN: the TECO config names none (model.vqgan_dir is "
+                                f"empty) and its code dataset data.dir={data_dir!r} is not readable from "
+                                f"{Path.cwd()} ({e}); pass vqgan_dir=") from e
+    vqgan = tfds_io.DatasetMeta.load(version_dir).vqgan
+    if not vqgan:
+        raise ValueError(f"the code dataset {data_dir} does not name its VQ-GAN; pass vqgan_dir=")
+    return Path(vqgan)
+
+
+def vqgan_grid(vq_config: ml_collections.ConfigDict) -> tuple[int, int]:
+    """(h, w) of the code grid a VQ-GAN config produces."""
+    m = vq_config.model
+    side = int(m.resolution) // 2 ** (len(m.channel_mult) - 1)
+    return side, side
+
+
+def check_compatible(teco_config: ml_collections.ConfigDict, vq_config: ml_collections.ConfigDict,
+                     teco_dir: Path | str = "TECO", vqgan_dir: Path | str = "VQ-GAN") -> None:
+    """ValueError naming every TECO field (vq_vocab, vq_embed_dim, vq_grid) its VQ-GAN contradicts."""
+    if vq_config.get("task") != "vqgan":
+        raise ValueError(f"{vqgan_dir} holds a {vq_config.get('task')!r} run, not a VQ-GAN")
+    m, v = teco_config.model, vq_config.model
+    pairs = [("vq_vocab", int(m.vq_vocab), "codebook_size", int(v.codebook_size)),
+             ("vq_embed_dim", int(m.vq_embed_dim), "latent_dim", int(v.latent_dim)),
+             ("vq_grid", tuple(int(x) for x in m.vq_grid), "code grid", vqgan_grid(vq_config))]
+    wrong = [f"model.{name}={mine} but the VQ-GAN's {their_name} is {theirs}"
+             for name, mine, their_name, theirs in pairs if mine != theirs]
+    if wrong:
+        raise ValueError(f"the TECO config of {teco_dir} does not match its VQ-GAN {vqgan_dir}: "
+                         + "; ".join(wrong))
+
+
+# ----------------------------------------------------------------- compiled pieces
+
+@nnx.jit
+def _encode_chunk(vqgan, frames_NHW3: jax.Array) -> jax.Array:
+    return vqgan.encode(frames_NHW3.astype(jnp.float32) / 127.5 - 1.0)["codes"].astype(jnp.int32)
+
+
+@nnx.jit
+def _decode_chunk(vqgan, codes_Nhw: jax.Array) -> jax.Array:
+    x = vqgan.decode_codes(codes_Nhw).astype(jnp.float32)
+    return jnp.round(jnp.clip((x + 1.0) * 127.5, 0.0, 255.0)).astype(jnp.uint8)
+
+
+def _chunked(fn, model, x: np.ndarray, chunk: int) -> np.ndarray:
+    """fn(model, x[i:i+chunk]) over the leading axis, the last chunk padded (one compiled shape)."""
+    n = len(x)
+    size = min(chunk, n)
+    pad = (-n) % size
+    if pad:
+        x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+    out = [np.asarray(fn(model, jnp.asarray(x[i:i + size]))) for i in range(0, len(x), size)]
+    return np.concatenate(out)[:n]
+
+
+# ----------------------------------------------------------------- the API
+
+@dataclasses.dataclass
+class WorldModel:
+    """TECO + VQ-GAN. Build it with `WorldModel.load(checkpoint_dir)`."""
+
+    teco: nnx.Module
+    vqgan: nnx.Module
+    config: ml_collections.ConfigDict  # TECO's config
+    vq_config: ml_collections.ConfigDict
+    vq_embeddings: jax.Array  # (V, E): the VQ-GAN's embedding of every code
+    chunk: int = 64  # frames per VQ-GAN encode/decode call
+
+    @classmethod
+    def load(cls, checkpoint_dir: Path | str, step: int | None = None,
+             vqgan_dir: Path | str | None = None) -> WorldModel:
+        """TECO from its training workdir (config.json + checkpoint `step`, default the latest)
+        and the VQ-GAN it was trained with (or `vqgan_dir`), checked against each other."""
+        from teco_jax.trainer import restore_model
+
+        teco_dir = Path(checkpoint_dir)
+        config = _check_workdir(teco_dir, step, "checkpoint")
+        if config.get("task") != "teco":
+            raise ValueError(f"{teco_dir} holds a {config.get('task')!r} run, not a TECO")
+        vq_dir = Path(vqgan_dir) if vqgan_dir is not None else find_vqgan_dir(config)
+        vq_config = _check_workdir(vq_dir, None, "VQ-GAN")
+        check_compatible(config, vq_config, teco_dir, vq_dir)
+        teco, config = restore_model(teco_dir, step)
+        vq_model, vq_config = restore_model(vq_dir)
+        vqgan = vq_model.vqgan
+        table = vqgan.codebook.lookup(jnp.arange(int(vq_config.model.codebook_size), dtype=jnp.int32))
+        return cls(teco=teco, vqgan=vqgan, config=config, vq_config=vq_config,
+                   vq_embeddings=jnp.asarray(table, jnp.float32))
+
+    # ------------------------------------------------------------- facts
+    @property
+    def window(self) -> int:
+        """Frames the temporal transformer sees at once (its trained length, data.seq_len)."""
+        return int(self.config.data.seq_len)
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.config.model.num_actions)
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        r = int(self.vq_config.model.resolution)
+        return r, r, 3
+
+    @property
+    def sampler(self) -> rollout_lib.Sampler:
+        """The sampler of the TECO config (model.sampling)."""
+        return rollout_lib.Sampler.from_config(self.config.model.sampling)
+
+    # ------------------------------------------------------------- codes <-> frames
+    def _check_frames(self, frames: np.ndarray, name: str) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8:
+            raise ValueError(f"{name} must be uint8 frames in [0, 255], got dtype {frames.dtype}")
+        if frames.ndim != 5 or frames.shape[2:] != self.frame_shape:
+            raise ValueError(f"{name} must have shape (B, T) + {self.frame_shape} for this VQ-GAN, "
+                             f"got {frames.shape}")
+        return frames
+
+    def encode(self, frames_BTHW3: np.ndarray) -> np.ndarray:
+        """uint8 frames (B, T, H, W, 3) -> VQ-GAN codes int32 (B, T, h, w)."""
+        frames = self._check_frames(frames_BTHW3, "frames")
+        b, t = frames.shape[:2]
+        if b * t == 0:
+            return np.zeros((b, t) + tuple(int(x) for x in self.config.model.vq_grid), np.int32)
+        codes = _chunked(_encode_chunk, self.vqgan, frames.reshape((b * t,) + frames.shape[2:]), self.chunk)
+        return codes.reshape((b, t) + codes.shape[1:])
+
+    def _check_codes(self, codes_BThw: np.ndarray, name: str) -> np.ndarray:
+        codes = np.asarray(codes_BThw)
+        grid = tuple(int(x) for x in self.config.model.vq_grid)
+        if codes.ndim != 4 or codes.shape[2:] != grid:
+            raise ValueError(f"{name} must have shape (B, T) + {grid}, got {codes.shape}")
+        vocab = int(self.vq_config.model.codebook_size)
+        if codes.size and (codes.min() < 0 or codes.max() >= vocab):
+            raise ValueError(f"{name} must lie in [0, {vocab}), got values in [{codes.min()}, {codes.max()}]")
+        return codes
+
+    def decode(self, codes_BThw: np.ndarray) -> np.ndarray:
+        """VQ-GAN codes int (B, T, h, w) -> uint8 frames (B, T, H, W, 3)."""
+        codes = self._check_codes(codes_BThw, "codes")
+        grid = codes.shape[2:]
+        b, t = codes.shape[:2]
+        if b * t == 0:
+            return np.zeros((b, t) + self.frame_shape, np.uint8)
+        frames = _chunked(_decode_chunk, self.vqgan, codes.reshape((b * t,) + grid).astype(np.int32), self.chunk)
+        return frames.reshape((b, t) + frames.shape[1:])
+
+    # ------------------------------------------------------------- rollouts
+    def _actions(self, actions_BL, batch: int, num_frames: int) -> np.ndarray:
+        """Checked actions (B, L) int32; None = the null action everywhere (unconditional)."""
+        null = self.num_actions  # TECO's extra "no action given" index
+        if actions_BL is None:
+            return np.full((batch, num_frames), null, np.int32)
+        if not self.config.model.use_actions:
+            raise ValueError("this TECO was trained without actions (model.use_actions=False): pass actions=None")
+        actions = np.asarray(actions_BL)
+        if actions.shape != (batch, num_frames):
+            raise ValueError(f"actions must have shape (B, L) = ({batch}, {num_frames}), got {actions.shape}")
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"actions must be integers, got dtype {actions.dtype}")
+        if actions.size and (actions.min() < 0 or actions.max() >= self.num_actions):
+            bad = actions[(actions < 0) | (actions >= self.num_actions)]
+            raise ValueError(f"actions must lie in [0, {self.num_actions}) (num_actions={self.num_actions}); "
+                             f"got {sorted(set(bad.tolist()))[:8]} (use actions=None for unconditional rollouts)")
+        return actions.astype(np.int32)
+
+    def rollout_codes(self, context_codes_BChw: np.ndarray, actions_BL: np.ndarray | None, num_frames: int,
+                      key: jax.Array | int = 0, sampler: rollout_lib.Sampler | None = None) -> np.ndarray:
+        """Codes (B, L, h, w) int32 of the C context codes followed by L - C generated frames."""
+        codes = self._check_codes(context_codes_BChw, "context codes")
+        b, c = codes.shape[:2]
+        if c < 1:
+            raise ValueError("a rollout needs at least one context frame")
+        if c > self.window:
+            raise ValueError(f"{c} context frames are more than the model's window of data.seq_len="
+                             f"{self.window} frames; give at most {self.window}")
+        if num_frames < c:
+            raise ValueError(f"num_frames={num_frames} is fewer than the {c} context frames (it counts them)")
+        actions = self._actions(actions_BL, b, num_frames)
+        if actions_BL is None and self.config.model.use_actions and not self.config.model.get("action_dropout", 0):
+            warnings.warn("this TECO never saw the null action in training (model.action_dropout=0): "
+                          "unconditional rollouts are out of distribution", stacklevel=3)
+        key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+        out = rollout_lib.rollout(self.teco, self.vq_embeddings, jnp.asarray(codes, jnp.int32), jnp.asarray(actions),
+                                  key, num_frames=int(num_frames), window=self.window,
+                                  sampler=sampler or self.sampler)
+        return np.asarray(out)
+
+    def rollout(self, context_BCHW3: np.ndarray, actions_BL: np.ndarray | None, num_frames: int,
+                key: jax.Array | int = 0, sampler: rollout_lib.Sampler | None = None) -> np.ndarray:
+        """A video of num_frames (L) frames: the C context frames, unchanged, then L - C generated.
+
+        context: uint8 (B, C, H, W, 3), C <= data.seq_len. actions: int (B, L) in
+        [0, num_actions), actions[:, t] leading from frame t-1 to frame t, or None for an
+        unconditional rollout (the null action). key: a PRNG key or an int seed.
+        sampler: default the config's (model.sampling). Returns uint8 (B, L, H, W, 3).
+        """
+        context = self._check_frames(context_BCHW3, "context frames")
+        codes = self.rollout_codes(self.encode(context), actions_BL, num_frames, key, sampler)
+        c = context.shape[1]
+        return np.concatenate([context, self.decode(codes[:, c:])], axis=1)
