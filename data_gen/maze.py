@@ -37,12 +37,13 @@ import dataclasses
 import math
 import sys
 from collections import deque
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from data_gen.common import Generator, add_common_flags, run
 from data_gen.textures import texture_bank
+from eval.revisit import revisit_mask
 
 ACTIONS = ("forward", "backward", "strafe_left", "strafe_right", "turn_left", "turn_right")
 FORWARD, BACKWARD, STRAFE_LEFT, STRAFE_RIGHT, TURN_LEFT, TURN_RIGHT = range(6)
@@ -588,17 +589,12 @@ def generate(seeds: np.ndarray, config: MazeConfig) -> dict[str, np.ndarray]:
 def revisit_fraction(pose: np.ndarray, split: int = REVISIT_SPLIT,
                      max_angle: float = REVISIT_MAX_ANGLE) -> np.ndarray:
     """Per episode: fraction of frames [split, T) whose cell was seen in frames [0, split) with a
-    heading within max_angle of one seen there. pose (B, T, 3) -> (B,) float; nan if T <= split."""
+    heading within max_angle (radians) of one seen there (`eval.revisit.revisit_mask`).
+    pose (B, T, 3) -> (B,) float; nan if T <= split."""
     pose = np.asarray(pose, np.float64)
-    b_, t_ = pose.shape[:2]
-    if t_ <= split:
-        return np.full(b_, np.nan)
-    cell = np.floor(pose[..., 0]).astype(np.int64) * 100003 + np.floor(pose[..., 1]).astype(np.int64)
-    head = pose[..., 2]
-    same = cell[:, split:, None] == cell[:, None, :split]
-    dh = np.abs((head[:, split:, None] - head[:, None, :split] + np.pi) % (2 * np.pi) - np.pi)
-    hit = (same & (dh <= max_angle + 1e-6)).any(axis=2)
-    return hit.mean(axis=1)
+    if pose.shape[1] <= split:
+        return np.full(pose.shape[0], np.nan)
+    return revisit_mask(pose, split, math.degrees(max_angle)).mean(axis=-1)
 
 
 def summarize(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -26,14 +26,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from numba import njit, prange
 
-from data_gen.common import Generator, add_common_flags, run
 from data_gen import voxel_world as vw
+from data_gen.common import Generator, add_common_flags, run
 from data_gen.voxel_world import World
+from eval.revisit import revisit_mask
 
 ACTIONS = ("noop", "forward", "turn_left", "turn_right", "jump", "forward_jump")
 NOOP, FORWARD, TURN_LEFT, TURN_RIGHT, JUMP, FORWARD_JUMP = range(len(ACTIONS))
@@ -373,21 +374,20 @@ def _clouds(ox, oy, oz, dx, dy, dz, sky, clouds, drift, r, g, b):
 
 @njit(cache=True, fastmath=_FM)
 def _lod(t, pix, cosn):
-    if cosn < 0.2:
-        cosn = 0.2
+    cosn = max(cosn, 0.2)
     fp = t * pix * _TEXF / cosn
     if fp <= 1.0:
         return 0
     lev = int(math.log2(fp) + 0.3)
-    return lev if lev < _MIPMAX else _MIPMAX
+    return min(_MIPMAX, lev)
 
 
 @njit(cache=True, fastmath=_FM)
 def _texel(tex, blk, slot, lev, u, v):
     iu = int(u * _TEXF)
     iv = int(v * _TEXF)
-    iu = 0 if iu < 0 else (_TEXMAX if iu > _TEXMAX else iu)
-    iv = 0 if iv < 0 else (_TEXMAX if iv > _TEXMAX else iv)
+    iu = 0 if iu < 0 else (min(iu, _TEXMAX))
+    iv = 0 if iv < 0 else (min(iv, _TEXMAX))
     return tex[blk, slot, lev, iv, iu, 0], tex[blk, slot, lev, iv, iu, 1], \
         tex[blk, slot, lev, iv, iu, 2], tex[blk, slot, lev, iv, iu, 3]
 
@@ -483,12 +483,10 @@ def _trace(ox, oy, oz, dx, dy, dz, pix, blocks, colmax, tiles, kinds, ztop, tex,
         face = 3
     if dz > 1e-12:
         tz = (ztop - oz) / dz
-        if tz < t1:
-            t1 = tz
+        t1 = min(t1, tz)
     elif dz < -1e-12:
         tz = -oz / dz
-        if tz < t1:
-            t1 = tz
+        t1 = min(t1, tz)
     hit_t = -1.0
     hr = 0.0
     hg = 0.0
@@ -530,7 +528,7 @@ def _trace(ox, oy, oz, dx, dy, dz, pix, blocks, colmax, tiles, kinds, ztop, tex,
         wy = iy % ny
         t = t0
         while True:
-            tc = tmx if tmx < tmy else tmy
+            tc = min(tmy, tmx)
             za = oz + t * dz
             tile_top = tiles[wx >> _TILE_SHIFT, wy >> _TILE_SHIFT]
             if za >= tile_top:
@@ -540,7 +538,7 @@ def _trace(ox, oy, oz, dx, dy, dz, pix, blocks, colmax, tiles, kinds, ztop, tex,
                 by = (iy >> _TILE_SHIFT) << _TILE_SHIFT
                 ex = (bx + _TILE - ox) / dx if sx > 0 else ((bx - ox) / dx if sx < 0 else _BIG)
                 ey = (by + _TILE - oy) / dy if sy > 0 else ((by - oy) / dy if sy < 0 else _BIG)
-                te = ex if ex < ey else ey
+                te = min(ey, ex)
                 if te > tc and oz + te * dz >= tile_top:
                     if te >= t1:
                         break
@@ -566,10 +564,10 @@ def _trace(ox, oy, oz, dx, dy, dz, pix, blocks, colmax, tiles, kinds, ztop, tex,
                     elif sy < 0:
                         tmy = (oy - iy) * tdy
                     continue
-            tend = tc if tc < t1 else t1
+            tend = min(t1, tc)
             top = colmax[wx, wy]
             zb = oz + tend * dz
-            if (za if za < zb else zb) < top:
+            if (min(zb, za)) < top:
                 c = int(math.floor(za))
                 ce = int(math.floor(zb))
                 tin = t
@@ -580,10 +578,8 @@ def _trace(ox, oy, oz, dx, dy, dz, pix, blocks, colmax, tiles, kinds, ztop, tex,
                     fin = 3
                 if ce >= top:
                     ce = top - 1
-                if c < 0:
-                    c = 0
-                if ce < 0:
-                    ce = 0
+                c = max(c, 0)
+                ce = max(ce, 0)
                 st = 1 if dz > 0 else -1
                 while True:
                     if c == ce:
@@ -674,8 +670,7 @@ def _trace(ox, oy, oz, dx, dy, dz, pix, blocks, colmax, tiles, kinds, ztop, tex,
         return r, g, b, 0
     f = (dist - fog0) / (vd - fog0)
     if f > 0.0:
-        if f > 1.0:
-            f = 1.0
+        f = min(f, 1.0)
         f = f * f * (3.0 - 2.0 * f)
         fr, fg, fb = _sky_gradient(dz)
         hr += (fr - hr) * f
@@ -695,8 +690,7 @@ def _render(blocks, colmax, tiles, kinds, tex, sky, clouds, cams, tan_half, vd, 
     ztop = 0
     for i in range(colmax.shape[0]):
         for j in range(colmax.shape[1]):
-            if colmax[i, j] > ztop:
-                ztop = colmax[i, j]
+            ztop = max(ztop, colmax[i, j])
     pix = 2.0 * tan_half / w
     for row in prange(num_t * h):
         t = row // h
@@ -808,16 +802,10 @@ def generate(seeds: np.ndarray, config: VoxelConfig) -> dict[str, np.ndarray]:
 
 def revisit_fraction(pose: np.ndarray, split: int = 144, max_angle_deg: float = 45.0) -> float:
     """Fraction of frames split..T-1 whose (floor x, floor y) column was visited in frames
-    0..split-1 with a heading within max_angle_deg; nan if T <= split."""
-    num = len(pose)
-    if num <= split:
+    0..split-1 with a heading within max_angle_deg (`eval.revisit.revisit_mask`); nan if T <= split."""
+    if len(pose) <= split:
         return float("nan")
-    cols = np.floor(pose[:, :2]).astype(np.int64)
-    early_cols, late_cols = cols[:split], cols[split:]
-    same = (late_cols[:, None, :] == early_cols[None, :, :]).all(-1)
-    dyaw = np.abs(wrap_angle_np(pose[split:, None, 2] - pose[None, :split, 2]))
-    close = same & (dyaw <= math.radians(max_angle_deg) + 1e-6)
-    return float(close.any(axis=1).mean())
+    return float(revisit_mask(pose, split, max_angle_deg).mean())
 
 
 def wrap_angle_np(a: np.ndarray) -> np.ndarray:

@@ -1,0 +1,582 @@
+"""The long-range consistency benchmark of a trained TECO (spec §6), with baselines, in one run.
+
+    python -m eval.benchmark --checkpoint runs/teco --data data/maze_tfds --out runs/bench \\
+        [--num_videos 256] [--group_size 64] [--batch_size 8] [--seed 0] [--preset dmlab] \\
+        [--context 144] [--predict 156] [--uncond_context 36] [--uncond_predict 264] \\
+        [--short_window 16] [--fvd | --no_fvd] [--num_grids 2]
+
+On the first --num_videos episodes of the --split (default test) of a raw-frame TFDS
+dataset (`python -m teco_jax.data.build`):
+
+a. Action-conditioned rollouts: `context` ground-truth frames in, `predict` frames out,
+   with the episodes' actions. PSNR, SSIM and LPIPS (AlexNet) per predicted frame
+   (`eval.metrics`); per video averaged over its predicted frames; reported as mean ± std
+   over groups of `group_size` videos (the mean of each group's videos; std with ddof 0)
+   and as per-horizon curves (metric vs frame index, mean over videos, ± std over groups).
+   A model whose window (its training length, data.seq_len) is shorter than `context` gets
+   only the last `window` context frames; this is printed and written into the report.
+b. Baselines in the same run, scored the same way: `copy_last` (every predicted frame is the
+   last context frame) and `teco_short` (the same TECO given only the last `short_window`
+   context frames, its window restricted to `short_window` frames, sliding).
+c. Revisit consistency: predicted frames split by `eval.revisit.revisit_mask` against the
+   whole context (the dataset's poses) into revisited and new places; every metric of every
+   method on both (frames pooled per group; mean ± std over groups that have such frames).
+d. Unconditional rollouts: `uncond_context` frames in, `uncond_predict` out, with the null
+   action (the episodes' actions if the model never saw the null action in training); with
+   --fvd, FVD (`eval.fvd`) between the real and generated whole clips.
+e. Sampling speed: generated frames per second (TECO sampling + VQ-GAN decoding, batched),
+   with compilation timed separately, for TECO and the short-window variant.
+
+The dataset preset (dmlab: 64x64 frames, minecraft: 128x128; by default chosen from the
+VQ-GAN's resolution) sets the protocol numbers of spec §6; explicit flags override them.
+
+Writes to --out:
+    results.json              every number, the protocol, config, checkpoint, date, device
+    report.md                 the tables (eval.report renders it; it also merges several runs)
+    horizon_<metric>.png      metric vs frame index, one line per method
+    revisit.png               revisited vs new places, per metric and method
+    <kind>_<j>.mp4/.gif       real | generated | error for the first --num_grids videos
+                              (kind: teco, teco_short, uncond)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+METRICS = ("psnr", "ssim", "lpips")
+METHODS = ("teco", "teco_short", "copy_last")
+FVD_RELIABLE_VIDEOS = 256  # below this FVD is only indicative (biased, high variance)
+
+
+# ----------------------------------------------------------------- protocol
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Frame counts of the benchmark (spec §6)."""
+
+    context: int = 144
+    predict: int = 156
+    uncond_context: int = 36
+    uncond_predict: int = 264
+    short_window: int = 16
+
+    @property
+    def length(self) -> int:
+        """Frames per episode the benchmark reads."""
+        return max(self.context + self.predict, self.uncond_context + self.uncond_predict)
+
+
+# Both TECO datasets use the same protocol (spec §6); they differ in frame size.
+PRESETS = {"dmlab": (Protocol(), 64), "minecraft": (Protocol(), 128)}
+
+
+def default_preset(resolution: int) -> str:
+    """The preset whose frame size matches the VQ-GAN's (the nearest one)."""
+    return min(PRESETS, key=lambda name: abs(PRESETS[name][1] - resolution))
+
+
+def resolve_protocol(args: argparse.Namespace, resolution: int) -> tuple[str, Protocol]:
+    """(preset name, Protocol): the preset's numbers with the flags given on the command line."""
+    preset = args.preset or default_preset(resolution)
+    base, _ = PRESETS[preset]
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Protocol) if getattr(args, f.name) is not None}
+    return preset, dataclasses.replace(base, **given)
+
+
+def check_protocol(p: Protocol, fvd: bool) -> None:
+    """ValueError naming the first impossible setting."""
+    for name in ("context", "predict", "uncond_context", "uncond_predict"):
+        if getattr(p, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(p, name)}")
+    if not 2 <= p.short_window <= p.context:
+        raise ValueError(f"--short_window must lie in [2, --context={p.context}], got {p.short_window}")
+    if fvd:
+        from eval.fvd import MIN_FRAMES
+
+        clip = p.uncond_context + p.uncond_predict
+        if clip < MIN_FRAMES:
+            raise ValueError(f"FVD needs clips of at least {MIN_FRAMES} frames (I3D), but --uncond_context + "
+                             f"--uncond_predict = {clip}; use --no_fvd or longer clips")
+
+
+# ----------------------------------------------------------------- data
+
+class TestSet:
+    """The first `num` episodes of a split of a raw-frame TFDS dataset, cut to `length` frames.
+
+    Actions (N, L) and poses (N, L, 3) (None if the dataset has none) are read up front;
+    frames batch by batch (`video`), so memory holds one batch of videos at a time.
+    """
+
+    def __init__(self, data_dir: Path, split: str, num: int, length: int):
+        from teco_jax.data import tfds_io
+
+        meta, sources = tfds_io.load(data_dir)
+        if meta.frame_feature != "video":
+            raise ValueError(f"{data_dir} holds {meta.frame_feature}, not frames: --data must be a raw-frame "
+                             f"dataset (python -m teco_jax.data.build), not a code dataset")
+        if split not in sources:
+            raise ValueError(f"{data_dir} has no split {split!r}; it has {sorted(sources)}")
+        self.source, self.length, self.num = sources[split], length, num
+        if num > len(self.source):
+            raise ValueError(f"--num_videos {num} is more than the {len(self.source)} episodes of "
+                             f"{meta.name}/{split}")
+        if length > meta.min_length:
+            raise ValueError(f"the protocol needs episodes of {length} frames (max(context + predict, "
+                             f"uncond_context + uncond_predict)); the shortest episode of {meta.name} has "
+                             f"{meta.min_length}")
+        self.frame_shape = tuple(meta.frame_shape)
+        episodes = [self.source[i] for i in range(num)]
+        self.actions = np.stack([np.asarray(ep["actions"][:length], np.int32) for ep in episodes])
+        self.pose = None
+        if "pose" in episodes[0]:
+            self.pose = np.stack([np.asarray(ep["pose"][:length], np.float32) for ep in episodes])
+
+    def video(self, start: int, stop: int) -> np.ndarray:
+        """uint8 (stop - start, L, H, W, 3): the frames of episodes start..stop-1."""
+        return np.stack([np.asarray(self.source[i]["video"][:self.length], np.uint8) for i in range(start, stop)])
+
+
+def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """x with its last row repeated up to `size` rows (keeps one compiled shape)."""
+    return x if len(x) == size else np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)])
+
+
+# ----------------------------------------------------------------- metrics
+
+@functools.partial(jax.jit, static_argnames=("lpips_batch",))
+def _frame_metrics(lpips_params, real, fake, lpips_batch: int):
+    from eval import metrics
+
+    x = real.astype(jnp.float32) / 255.0
+    y = fake.astype(jnp.float32) / 255.0
+    return {"psnr": metrics.psnr(x, y), "ssim": metrics.ssim(x, y),
+            "lpips": metrics.lpips(x, y, "alexnet", params=lpips_params, batch_size=lpips_batch)}
+
+
+def frame_metrics(real_BTHW3: np.ndarray, fake_BTHW3: np.ndarray) -> dict[str, np.ndarray]:
+    """PSNR, SSIM, LPIPS (AlexNet) of every frame of uint8 videos: {metric: (B, T) float64}."""
+    from eval import metrics
+
+    if real_BTHW3.shape != fake_BTHW3.shape:
+        raise ValueError(f"frame_metrics: shapes differ: {real_BTHW3.shape} vs {fake_BTHW3.shape}")
+    out = _frame_metrics(metrics.lpips_model("alexnet").params, jnp.asarray(real_BTHW3), jnp.asarray(fake_BTHW3),
+                         lpips_batch=256)
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+def copy_last_frame(context_BCHW3: np.ndarray, num_frames: int) -> np.ndarray:
+    """The copy baseline: the last context frame, repeated num_frames times: (B, num_frames, H, W, 3)."""
+    last = context_BCHW3[:, -1:]
+    return np.repeat(last, num_frames, axis=1)
+
+
+def group_stats(per_video_N: np.ndarray, group_size: int) -> dict:
+    """{"mean", "std", "groups"}: the mean of each group of `group_size` consecutive videos,
+    their mean and std (ddof 0; None for a single group)."""
+    v = np.asarray(per_video_N, np.float64)
+    groups = v.reshape(-1, group_size).mean(axis=1)
+    std = float(groups.std()) if len(groups) > 1 else None
+    return {"mean": float(groups.mean()), "std": std, "groups": groups.tolist()}
+
+
+def curve_stats(per_frame_NT: np.ndarray, group_size: int) -> dict:
+    """Per-horizon curve: {"mean": (T,) mean over videos, "std": (T,) std over group means}."""
+    v = np.asarray(per_frame_NT, np.float64)
+    groups = v.reshape(-1, group_size, v.shape[1]).mean(axis=1)
+    return {"mean": v.mean(axis=0).tolist(), "std": groups.std(axis=0).tolist()}
+
+
+def masked_stats(per_frame_NT: np.ndarray, mask_NT: np.ndarray, group_size: int) -> dict:
+    """Metric over the frames where mask holds, pooled per group: {"mean", "std", "frames",
+    "groups" (None for a group without such frames)}; mean and std (ddof 0) over the groups
+    that have some (std None unless at least two do)."""
+    v = np.asarray(per_frame_NT, np.float64).reshape(-1, group_size * per_frame_NT.shape[1])
+    m = np.asarray(mask_NT, bool).reshape(v.shape)
+    counts = m.sum(axis=1)
+    groups = [float(row[sel].mean()) if n else None for row, sel, n in zip(v, m, counts)]
+    have = np.array([g for g in groups if g is not None])
+    mean = float(have.mean()) if len(have) else None
+    std = float(have.std()) if len(have) > 1 else None
+    return {"mean": mean, "std": std, "frames": int(counts.sum()), "groups": groups}
+
+
+# ----------------------------------------------------------------- generation
+
+@dataclasses.dataclass
+class TimedRollout:
+    """TECO rollouts with a given window, timed: compilation apart from generation.
+
+    `generate` returns the generated frames (B, num_frames - C, H, W, 3) uint8; `seconds`
+    counts sampling + VQ-GAN decoding after compilation, `compile_s` the compilation (or
+    None if it could not be separated, then it is inside `seconds`).
+    """
+
+    wm: object  # teco_jax.world_model.WorldModel
+    window: int
+    sampler: object
+    frames: int = 0
+    seconds: float = 0.0
+    compile_s: float | None = 0.0
+    _compiled: set = dataclasses.field(default_factory=set)
+
+    def _call(self, codes, actions, key, num_frames: int, lower: bool = False):
+        from teco_jax import rollout as rollout_lib
+
+        fn = rollout_lib.rollout.lower if lower else rollout_lib.rollout
+        return fn(self.wm.teco, self.wm.vq_embeddings, codes, actions, key, num_frames=num_frames,
+                  window=self.window, sampler=self.sampler)
+
+    def _compile(self, codes, actions, key, num_frames: int) -> None:
+        """Compile the rollout and the VQ-GAN decoder for these shapes, timed, before timing generation."""
+        shape = (codes.shape, num_frames)
+        if shape in self._compiled:
+            return
+        self._compiled.add(shape)
+        t0 = time.perf_counter()
+        try:
+            self._call(codes, actions, key, num_frames, lower=True).compile()
+        except Exception:  # noqa: BLE001 - AOT lowering unavailable: compile inside the timed call
+            self.compile_s = None
+        b, c = codes.shape[:2]
+        warm = min(self.wm.chunk, b * (num_frames - c))  # the decoder's chunk shape (WorldModel.decode)
+        self.wm.decode(np.zeros((1, warm) + tuple(codes.shape[2:]), np.int32))
+        if self.compile_s is not None:
+            self.compile_s += time.perf_counter() - t0
+
+    def generate(self, context_codes_BChw: np.ndarray, actions_BL: np.ndarray, key, num_frames: int) -> np.ndarray:
+        codes = jnp.asarray(context_codes_BChw, jnp.int32)
+        actions = jnp.asarray(actions_BL, jnp.int32)
+        self._compile(codes, actions, key, num_frames)
+        t0 = time.perf_counter()
+        out = np.asarray(self._call(codes, actions, key, num_frames))
+        frames = self.wm.decode(out[:, codes.shape[1]:])
+        self.seconds += time.perf_counter() - t0
+        self.frames += frames.shape[0] * frames.shape[1]
+        return frames
+
+    def speed(self) -> dict:
+        fps = self.frames / self.seconds if self.seconds > 0 else None
+        return {"frames_per_s": fps, "generated_frames": self.frames, "seconds": self.seconds,
+                "compile_s": self.compile_s, "window": self.window,
+                "compile_included": self.compile_s is None}
+
+
+def check_actions(actions: np.ndarray, num_actions: int) -> None:
+    bad = actions[(actions < 0) | (actions >= num_actions)]
+    if bad.size:
+        raise ValueError(f"the dataset's actions {sorted(set(bad.tolist()))[:8]} are outside the model's "
+                         f"[0, {num_actions}) (model.num_actions={num_actions}): wrong dataset for this checkpoint?")
+
+
+def unconditional_actions(config) -> tuple[str, str | None]:
+    """("null" or "dataset", a note or None): which actions the unconditional rollouts take."""
+    m = config.model
+    if m.use_actions and not m.get("action_dropout", 0):
+        return "dataset", ("this TECO never saw the null action in training (model.action_dropout=0): the "
+                           "'unconditional' rollouts take the episodes' actions instead")
+    return "null", None
+
+
+# ----------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m eval.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, required=True, help="TECO training workdir (config.json + checkpoints/)")
+    p.add_argument("--data", type=Path, required=True, help="raw-frame TFDS dataset dir (teco_jax.data.build)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--num_videos", type=int, default=256, help="episodes evaluated (the first N of the split)")
+    p.add_argument("--group_size", type=int, default=64, help="videos per group for mean ± std (divides N)")
+    p.add_argument("--batch_size", type=int, default=8, help="videos generated at once")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--split", default="test", help="dataset split")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="dataset preset of the protocol numbers (default: from the VQ-GAN's resolution)")
+    for f in dataclasses.fields(Protocol):
+        p.add_argument(f"--{f.name}", type=int, default=None, help=f"default: the preset's ({f.default})")
+    fvd = p.add_mutually_exclusive_group()
+    fvd.add_argument("--fvd", dest="fvd", action="store_true", default=True,
+                     help="compute FVD on the unconditional clips (the default; I3D is slow on CPUs)")
+    fvd.add_argument("--no_fvd", "--no-fvd", dest="fvd", action="store_false", help="skip FVD")
+    p.add_argument("--fvd_batch_size", type=int, default=4,
+                   help="clips per I3D call (memory grows with it: I3D's activations for one 300-frame "
+                        "clip take several hundred MB)")
+    p.add_argument("--num_grids", type=int, default=2, help="videos written as real | generated | error grids")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the grid videos")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--vqgan", type=Path, default=None, help="VQ-GAN workdir (default: the one TECO records)")
+    args = p.parse_args(argv)
+    for name in ("num_videos", "group_size", "batch_size", "fvd_batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if args.num_videos % args.group_size:
+        p.error(f"--num_videos {args.num_videos} is not a multiple of --group_size {args.group_size}")
+    if args.num_grids < 0:
+        p.error("--num_grids must be >= 0")
+    return args
+
+
+def device_info() -> dict:
+    d = jax.devices()[0]
+    return {"platform": d.platform, "kind": d.device_kind, "count": jax.device_count(),
+            "host_cpus": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__}
+
+
+def loud(msg: str) -> None:
+    """A message that must not be missed, framed."""
+    bar = "!" * 78
+    print(f"{bar}\n! NOTE: {msg}\n{bar}", flush=True)
+
+
+class Benchmark:
+    """One benchmark run: holds the model, the data and everything measured."""
+
+    def __init__(self, args: argparse.Namespace, wm, protocol: Protocol, preset: str, data: TestSet):
+        self.args, self.wm, self.p, self.preset = args, wm, protocol, preset
+        self.data, self.actions, self.pose = data, data.actions, data.pose
+        self.n = data.num
+        self.bs = min(args.batch_size, self.n)
+        self.notes: list[str] = []
+        self.key = jax.random.key(args.seed)
+        sampler = wm.sampler
+        self.rollouts = {"teco": TimedRollout(wm, wm.window, sampler),
+                         "teco_short": TimedRollout(wm, protocol.short_window, sampler),
+                         "uncond": TimedRollout(wm, wm.window, sampler)}
+        self.per_frame = {m: {k: np.zeros((self.n, protocol.predict)) for k in METRICS} for m in METHODS}
+        self.grids: dict[str, list[np.ndarray]] = {"teco": [], "teco_short": [], "uncond": []}
+        self.fvd_feats = {"real": [], "fake": []}
+        self.uncond_actions = "null"
+
+    # ------------------------------------------------------------- pieces
+    def note(self, msg: str, shout: bool = False) -> None:
+        self.notes.append(msg)
+        if shout:
+            loud(msg)
+        else:
+            print(f"note: {msg}", flush=True)
+
+    def model_context(self, context: int) -> int:
+        return min(context, self.wm.window)
+
+    def _keep_grids(self, kind: str, start: int, real: np.ndarray, fake: np.ndarray, context: int) -> None:
+        """Keep (real, real context + generated) of the first --num_grids videos for the grid videos."""
+        from teco_jax.sample import comparison
+
+        for j in range(len(fake)):
+            if start + j < self.args.num_grids:
+                full = np.concatenate([real[j, :context], fake[j]])
+                self.grids[kind].append(comparison(real[j, :len(full)], full, context))
+
+    def conditioned_batch(self, i: int, start: int, bar) -> None:
+        """Rollouts of one batch with the episodes' actions: TECO, TECO short, copy-last; metrics."""
+        c, pr = self.p.context, self.p.predict
+        n = min(self.bs, self.n - start)
+        real = pad_batch(self.data.video(start, start + n)[:, :c + pr], self.bs)
+        acts = pad_batch(self.actions[start:start + n, :c + pr], self.bs)
+        if not self.wm.config.model.use_actions:
+            acts = np.full_like(acts, self.wm.num_actions)
+        target = real[:, c:]
+        k_teco, k_short = self.model_context(c), self.p.short_window
+        ctx_codes = self.wm.encode(real[:, c - max(k_teco, k_short):c])
+        fakes = {}
+        for method, k, salt in (("teco", k_teco, 0), ("teco_short", k_short, 1)):
+            bar.set_description(f"{method} (action-conditioned)")
+            key = jax.random.fold_in(jax.random.fold_in(self.key, salt), i)
+            fakes[method] = self.rollouts[method].generate(ctx_codes[:, -k:], acts[:, c - k:], key, k + pr)
+            bar.update(n * pr)
+        fakes["copy_last"] = copy_last_frame(real[:, :c], pr)
+        for method, fake in fakes.items():
+            scores = frame_metrics(target, fake)
+            for k in METRICS:
+                self.per_frame[method][k][start:start + n] = scores[k][:n]
+        for kind in ("teco", "teco_short"):
+            self._keep_grids(kind, start, real[:n], fakes[kind][:n], c)
+
+    def unconditional_batch(self, i: int, start: int, bar) -> None:
+        """Unconditional rollouts of one batch (and I3D features of real and generated clips)."""
+        c, pr = self.p.uncond_context, self.p.uncond_predict
+        n = min(self.bs, self.n - start)
+        real = pad_batch(self.data.video(start, start + n)[:, :c + pr], self.bs)
+        if self.uncond_actions == "null":
+            acts = np.full(real.shape[:2], self.wm.num_actions, np.int32)
+        else:
+            acts = pad_batch(self.actions[start:start + n, :c + pr], self.bs)
+        k = self.model_context(c)
+        bar.set_description("unconditional")
+        key = jax.random.fold_in(jax.random.fold_in(self.key, 2), i)
+        fake = self.rollouts["uncond"].generate(self.wm.encode(real[:, c - k:c]), acts[:, c - k:], key, k + pr)
+        bar.update(n * pr)
+        self._keep_grids("uncond", start, real[:n], fake[:n], c)
+        if self.args.fvd:
+            from eval.fvd import i3d_features
+
+            bar.set_description("FVD (I3D features)")
+            clip = np.concatenate([real[:n, :c], fake[:n]], axis=1)
+            self.fvd_feats["real"].append(i3d_features(real[:n], batch_size=self.args.fvd_batch_size))
+            self.fvd_feats["fake"].append(i3d_features(clip, batch_size=self.args.fvd_batch_size))
+            bar.update(2 * n * (c + pr))
+
+    # ------------------------------------------------------------- the run
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        p, wm = self.p, self.wm
+        check_actions(self.actions[:, :p.length], wm.num_actions)
+        if p.context > wm.window:
+            self.note(f"--context {p.context} is more than the model's window of {wm.window} frames "
+                      f"(data.seq_len): TECO is given only the last {wm.window} context frames. All "
+                      f"{p.predict} predicted frames are scored as usual; revisits are still judged against "
+                      f"all {p.context} context frames.", shout=True)
+        if p.uncond_context > wm.window:
+            self.note(f"--uncond_context {p.uncond_context} is more than the model's window of {wm.window} "
+                      f"frames: unconditional rollouts see only the last {wm.window} of them.", shout=True)
+        if p.short_window >= wm.window:
+            self.note(f"--short_window {p.short_window} is not shorter than the model's window ({wm.window}): "
+                      f"the teco_short baseline is no restriction.")
+        self.uncond_actions, why = unconditional_actions(wm.config)
+        if why:
+            self.note(why)
+        if self.pose is None:
+            self.note("the dataset has no poses: revisit consistency (revisited vs new places) is skipped")
+        if self.args.fvd and self.n < FVD_RELIABLE_VIDEOS:
+            self.note(f"FVD on {self.n} videos is only indicative (biased upward and noisy below "
+                      f"{FVD_RELIABLE_VIDEOS}); compare it only with runs on as many videos.")
+        if not self.args.fvd:
+            self.note("FVD not computed (--no_fvd).")
+
+        batches = list(range(0, self.n, self.bs))
+        total = self.n * (2 * p.predict + p.uncond_predict)
+        if self.args.fvd:
+            total += 2 * self.n * (p.uncond_context + p.uncond_predict)
+        t0 = time.perf_counter()
+        with tqdm(total=total, unit="frame", dynamic_ncols=True, desc="benchmark") as bar:
+            for i, start in enumerate(batches):
+                self.conditioned_batch(i, start, bar)
+            for i, start in enumerate(batches):
+                self.unconditional_batch(i, start, bar)
+        return self.results(time.perf_counter() - t0)
+
+    def revisit(self) -> dict:
+        if self.pose is None:
+            return {"available": False, "note": "the dataset has no poses"}
+        from eval.revisit import revisit_mask
+
+        c, pr, g = self.p.context, self.p.predict, self.args.group_size
+        mask = revisit_mask(self.pose[:, :c + pr], c)  # (N, predict)
+        out = {"available": True, "max_angle_deg": 45.0, "fraction": float(mask.mean()),
+               "revisited_frames": int(mask.sum()), "new_frames": int((~mask).sum()),
+               "fraction_per_video": mask.mean(axis=1).tolist(), "methods": {}}
+        k = self.model_context(c)
+        if k < c:  # how many of those places the model's (truncated) context still shows
+            out["model_context"] = k
+            out["revisited_in_model_context"] = int(revisit_mask(self.pose[:, c - k:c + pr], k).sum())
+        for method in METHODS:
+            out["methods"][method] = {k: {"revisited": masked_stats(v, mask, g), "new": masked_stats(v, ~mask, g)}
+                                      for k, v in self.per_frame[method].items()}
+        return out
+
+    def results(self, wall_s: float) -> dict:
+        from teco_jax import world_model
+
+        p, wm, g = self.p, self.wm, self.args.group_size
+        fvd_value = None
+        if self.args.fvd:
+            from eval.fvd import frechet_distance
+
+            fvd_value = frechet_distance(np.concatenate(self.fvd_feats["real"]),
+                                         np.concatenate(self.fvd_feats["fake"]))
+        step = self.args.step if self.args.step is not None else world_model.checkpoint_steps(self.args.checkpoint)[-1]
+        return {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "checkpoint": str(self.args.checkpoint.resolve()),
+            "step": int(step),
+            "data": str(self.args.data.resolve()),
+            "split": self.args.split,
+            "device": device_info(),
+            "wall_time_s": wall_s,
+            "protocol": {**dataclasses.asdict(p), "preset": self.preset, "model_window": wm.window,
+                         "model_context": self.model_context(p.context),
+                         "model_uncond_context": self.model_context(p.uncond_context),
+                         "context_truncated": p.context > wm.window, "num_videos": self.n, "group_size": g,
+                         "num_groups": self.n // g, "batch_size": self.bs, "seed": self.args.seed,
+                         "sampler": dataclasses.asdict(wm.sampler), "uncond_actions": self.uncond_actions,
+                         "fvd": bool(self.args.fvd), "std": "over groups of group_size videos, ddof 0",
+                         "metrics": "PSNR (dB), SSIM (11x11 Gaussian, sigma 1.5), LPIPS (AlexNet) on predicted "
+                                    "frames, averaged over time then videos"},
+            "config": wm.config.to_dict(),
+            "vqgan_resolution": wm.frame_shape[0],
+            "notes": self.notes,
+            "methods": list(METHODS),
+            "action_conditioned": {m: {k: group_stats(v.mean(axis=1), g) for k, v in self.per_frame[m].items()}
+                                   for m in METHODS},
+            "curves": {"frame_index": list(range(p.context, p.context + p.predict)),
+                       **{m: {k: curve_stats(v, g) for k, v in self.per_frame[m].items()} for m in METHODS}},
+            "revisit": self.revisit(),
+            "unconditional": {"fvd": fvd_value, "num_videos": self.n,
+                              "clip_frames": p.uncond_context + p.uncond_predict, "actions": self.uncond_actions},
+            "speed": {name: r.speed() for name, r in self.rollouts.items()},
+        }
+
+
+def write_grids(out: Path, grids: dict[str, list[np.ndarray]], fps: float) -> list[str]:
+    from teco_jax.sample import write_videos
+
+    written = []
+    for kind, rows in grids.items():
+        for j, row in enumerate(rows):
+            write_videos(out / f"{kind}_{j}", row, fps)
+            written.append(f"{kind}_{j}")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from teco_jax.world_model import WorldModel
+
+    try:
+        wm = WorldModel.load(args.checkpoint, step=args.step, vqgan_dir=args.vqgan)
+        preset, protocol = resolve_protocol(args, wm.frame_shape[0])
+        check_protocol(protocol, args.fvd)
+        data = TestSet(args.data, args.split, args.num_videos, protocol.length)
+        if data.frame_shape != wm.frame_shape:
+            raise ValueError(f"the dataset's frames are {data.frame_shape}, the VQ-GAN's {wm.frame_shape}")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"benchmark: {args.checkpoint} on {args.num_videos} videos of {args.data}/{args.split}, preset {preset}: "
+          f"{protocol}", flush=True)
+    bench = Benchmark(args, wm, protocol, preset, data)
+    try:
+        results = bench.run()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    from eval import plots, report
+
+    results["files"] = {"plots": plots.write_all(results, args.out),
+                        "videos": write_grids(args.out, bench.grids, args.fps)}
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=True))
+    (args.out / "report.md").write_text(report.render(results))
+    print(report.summary_table(results))
+    print(f"wrote results.json, report.md, {len(results['files']['plots'])} plots and "
+          f"{len(results['files']['videos'])} mp4/GIF grids to {args.out} ({results['wall_time_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

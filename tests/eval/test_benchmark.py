@@ -1,0 +1,209 @@
+"""The benchmark CLI end to end on a tiny untrained TECO, its copy-last baseline against numbers
+computed here, the group statistics, and the report merging two runs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from eval import benchmark, report
+from teco_jax import encode, trainer
+from teco_jax.data import tfds_io
+from tests.tasks.test_teco_task import tiny_config as teco_tiny_config
+from tests.tasks.test_vqgan_task import tiny_config as vqgan_tiny_config
+from tests.test_sample import _save_untrained
+
+CONTEXT, PREDICT = 8, 4           # more context than the tiny TECO's window of 6 frames
+UNCOND_CONTEXT, UNCOND_PREDICT = 3, 9
+LENGTH = 12
+NUM_VIDEOS, GROUP = 4, 2
+# predicted frames 8..11 of every episode: 8 and 10 revisit context places, 9 and 11 are new
+REVISITED = np.array([True, False, True, False])
+
+
+def _episode(rng):
+    pose = np.zeros((LENGTH, 3), np.float32)
+    pose[:CONTEXT, 0] = [0.1, 0.5, 1.2, 1.4, 1.6, 2.1, 2.5, 2.9]  # context: cells x = 0, 1, 2, heading 0
+    pose[CONTEXT:, :2] = [(0.5, 0.5), (7.5, 7.5), (2.5, 0.2), (1.5, 0.5)]
+    pose[CONTEXT + 3, 2] = math.pi / 2  # a seen cell, but looking the other way: new
+    return {"video": rng.integers(0, 256, (LENGTH, 32, 32, 3), dtype=np.uint8),
+            "actions": rng.integers(0, 6, (LENGTH,), dtype=np.int32), "pose": pose}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Dataset of 32x32 frames, an untrained VQ-GAN and TECO (window 6) trained on its codes."""
+    tmp = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    episodes = {}
+    for split, n in (("train", 2), ("test", NUM_VIDEOS + 1)):
+        (tmp / "src" / split).mkdir(parents=True)
+        episodes[split] = [_episode(rng) for _ in range(n)]
+        for i, ep in enumerate(episodes[split]):
+            np.savez(tmp / "src" / split / f"ep_{i:04d}.npz", **ep)
+    tfds_io.build_from_episodes(tmp / "src", tmp / "frames", name="frames32", num_actions=6)
+    _save_untrained(vqgan_tiny_config(tmp / "frames"), tmp / "vqgan")
+    encode.encode_dataset(tmp / "vqgan", tmp / "frames", tmp / "codes")
+    teco = teco_tiny_config(vqgan_dir="", action_dropout=0.5, vq_vocab=16, vq_embed_dim=8, vq_grid=(16, 16))
+    _save_untrained(trainer.config_replace(teco, **{"data.dir": str(tmp / "codes")}), tmp / "teco")
+    return tmp, episodes["test"][:NUM_VIDEOS]
+
+
+def _argv(tmp, out, *extra):
+    return ["--checkpoint", str(tmp / "teco"), "--data", str(tmp / "frames"), "--out", str(out),
+            "--num_videos", str(NUM_VIDEOS), "--group_size", str(GROUP), "--batch_size", "3",
+            "--context", str(CONTEXT), "--predict", str(PREDICT), "--uncond_context", str(UNCOND_CONTEXT),
+            "--uncond_predict", str(UNCOND_PREDICT), "--short_window", "3", "--num_grids", "1", *extra]
+
+
+def _fake_i3d(videos, batch_size=8):
+    """Cheap stand-in for I3D features (the real network takes minutes on a CPU)."""
+    v = np.asarray(videos, np.float32) / 255.0
+    return np.stack([v.mean(axis=(1, 2, 3, 4)), v.std(axis=(1, 2, 3, 4)), v[:, ::2].mean(axis=(1, 2, 3, 4)),
+                     v[..., 0].mean(axis=(1, 2, 3))], axis=1)
+
+
+@pytest.fixture(scope="module")
+def runs(setup, tmp_path_factory):
+    """Two benchmark runs: --no_fvd, and --fvd (with the fake I3D) under another seed."""
+    tmp, _ = setup
+    out = tmp_path_factory.mktemp("out")
+    assert benchmark.main(_argv(tmp, out / "a", "--no_fvd")) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        import eval.fvd
+
+        mp.setattr(eval.fvd, "i3d_features", _fake_i3d)
+        assert benchmark.main(_argv(tmp, out / "b", "--fvd", "--seed", "1")) == 0
+    return out / "a", out / "b"
+
+
+@pytest.mark.filterwarnings("ignore:os.fork")  # imageio starts ffmpeg by fork + exec
+def test_cli_writes_results_report_plots_and_videos(runs, capsys):
+    a, b = runs
+    files = {p.name for p in a.iterdir()}
+    assert {"results.json", "report.md", "horizon_psnr.png", "horizon_ssim.png", "horizon_lpips.png",
+            "revisit.png"} <= files
+    assert {f"{kind}_0.{ext}" for kind in ("teco", "teco_short", "uncond") for ext in ("mp4", "gif")} <= files
+    r = json.loads((a / "results.json").read_text())
+    for key in ("date", "checkpoint", "step", "data", "device", "protocol", "config", "notes", "action_conditioned",
+                "curves", "revisit", "unconditional", "speed", "wall_time_s"):
+        assert key in r, key
+    p = r["protocol"]
+    assert (p["context"], p["predict"], p["model_window"], p["model_context"]) == (CONTEXT, PREDICT, 6, 6)
+    assert p["context_truncated"] and p["num_groups"] == 2 and p["preset"] == "dmlab"
+    assert any("only the last 6 context frames" in n for n in r["notes"])
+    for method in ("teco", "teco_short", "copy_last"):
+        for metric in ("psnr", "ssim", "lpips"):
+            stat = r["action_conditioned"][method][metric]
+            assert len(stat["groups"]) == 2 and np.isfinite(stat["mean"]) and np.isfinite(stat["std"])
+            assert len(r["curves"][method][metric]["mean"]) == PREDICT
+    assert r["curves"]["frame_index"] == list(range(CONTEXT, CONTEXT + PREDICT))
+    assert r["unconditional"]["fvd"] is None
+    for name, window in (("teco", 6), ("teco_short", 3), ("uncond", 6)):
+        s = r["speed"][name]
+        assert s["window"] == window and s["frames_per_s"] > 0
+    assert r["speed"]["teco"]["generated_frames"] == 6 * PREDICT  # two batches of 3 (one padded)
+    assert r["speed"]["uncond"]["generated_frames"] == 6 * UNCOND_PREDICT
+
+    md = (a / "report.md").read_text()
+    assert "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ |" in md
+    assert "| TECO (last 6 context frames) |" in md and "| copy last context frame |" in md
+    assert "PSNR ↑ revisited | PSNR ↑ new" in md and "frames/s" in md
+    assert "only the last 6 context frames" in md and "not computed (--no_fvd)" in md
+    assert "Only 4 of the revisited frames look at a place that the last 6 context frames" in md
+
+    rb = json.loads((b / "results.json").read_text())
+    assert np.isfinite(rb["unconditional"]["fvd"]) and rb["unconditional"]["clip_frames"] == 12
+    assert any("FVD on 4 videos is only indicative" in n for n in rb["notes"])
+    assert rb["action_conditioned"]["teco"] != r["action_conditioned"]["teco"]  # another seed
+    assert rb["action_conditioned"]["copy_last"] == r["action_conditioned"]["copy_last"]
+
+
+def test_copy_last_baseline_against_independent_numbers(setup, runs):
+    skm = pytest.importorskip("skimage.metrics")
+    _, episodes = setup
+    r = json.loads((runs[0] / "results.json").read_text())
+    real = np.stack([ep["video"] for ep in episodes]).astype(np.float64) / 255.0
+    target, last = real[:, CONTEXT:CONTEXT + PREDICT], real[:, CONTEXT - 1]
+    psnr = 10 * np.log10(1.0 / ((target - last[:, None]) ** 2).mean(axis=(2, 3, 4)))  # (N, PREDICT)
+    ssim = np.array([[skm.structural_similarity(f, prev, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                                data_range=1.0, channel_axis=-1) for f in vid]
+                     for vid, prev in zip(target, last)])
+    for name, per_frame, tol in (("psnr", psnr, 1e-3), ("ssim", ssim, 1e-4)):
+        got = r["action_conditioned"]["copy_last"][name]
+        groups = per_frame.mean(axis=1).reshape(-1, GROUP).mean(axis=1)
+        np.testing.assert_allclose(got["groups"], groups, atol=tol)
+        np.testing.assert_allclose([got["mean"], got["std"]], [groups.mean(), groups.std()], atol=tol)
+        np.testing.assert_allclose(r["curves"]["copy_last"][name]["mean"], per_frame.mean(axis=0), atol=tol)
+        rv = r["revisit"]["methods"]["copy_last"][name]
+        for side, sel in (("revisited", REVISITED), ("new", ~REVISITED)):
+            pooled = per_frame[:, sel].reshape(-1, GROUP * sel.sum()).mean(axis=1)
+            np.testing.assert_allclose(rv[side]["groups"], pooled, atol=tol)
+            assert rv[side]["frames"] == NUM_VIDEOS * sel.sum()
+    assert r["revisit"]["fraction"] == 0.5
+    # the model sees context frames 2..7 only (cells 1 and 2): frame 8's cell 0 is out of its reach
+    assert r["revisit"]["model_context"] == 6 and r["revisit"]["revisited_in_model_context"] == NUM_VIDEOS
+
+
+def test_report_merges_two_runs(runs, tmp_path, capsys):
+    a, b = runs
+    out = tmp_path / "merged.md"
+    assert report.main([str(a / "results.json"), str(b / "results.json"), "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "| run | method | PSNR ↑ | SSIM ↑ | LPIPS ↓ |" in md
+    assert "| teco@1 | copy last context frame |" in md and "| teco@1 (2) | copy last context frame |" in md
+    assert md.count("| teco@1") >= 6 + 2 and "FVD ↓" in md and "## Protocols" in md
+    assert report.main([str(a / "report.md")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_group_and_masked_stats():
+    v = np.array([1.0, 3.0, 5.0, 7.0])
+    s = benchmark.group_stats(v, 2)
+    assert s == {"mean": 4.0, "std": 2.0, "groups": [2.0, 6.0]}
+    per_frame = np.arange(8.0).reshape(4, 2)  # videos x frames
+    mask = np.array([[True, False], [False, False], [True, True], [False, True]])
+    m = benchmark.masked_stats(per_frame, mask, 2)
+    assert m["groups"] == pytest.approx([0.0, 16 / 3]) and m["frames"] == 4  # (4 + 5 + 7) / 3
+    assert m["mean"] == pytest.approx(8 / 3) and m["std"] == pytest.approx(8 / 3)
+    m = benchmark.masked_stats(per_frame, mask & (per_frame < 4), 2)
+    assert m["groups"] == [0.0, None] and m["mean"] == 0.0 and m["std"] is None
+    assert benchmark.group_stats(v, 4) == {"mean": 4.0, "std": None, "groups": [4.0]}
+    assert report.pm({"mean": 1.0, "std": None}, "psnr") == "1.00 (1 group)"
+    assert report.pm({"mean": None, "std": None}, "ssim") == "–"
+    c = benchmark.curve_stats(per_frame, 2)
+    assert c["mean"] == [3.0, 4.0] and c["std"] == [2.0, 2.0]
+    frames = np.arange(2 * 3 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 3, 2, 2, 3)
+    copied = benchmark.copy_last_frame(frames, 4)
+    assert copied.shape == (2, 4, 2, 2, 3) and (copied == frames[:, 2:3]).all()
+
+
+def test_cli_errors(setup, tmp_path, capsys):
+    tmp, _ = setup
+    argv = _argv(tmp, tmp_path / "x", "--no_fvd")
+    with pytest.raises(SystemExit):
+        benchmark.main(argv + ["--group_size", "3"])
+    assert "not a multiple of --group_size 3" in capsys.readouterr().err
+    assert benchmark.main(argv + ["--predict", "40"]) == 1
+    assert "episodes of 48 frames" in capsys.readouterr().err
+    assert benchmark.main(argv + ["--short_window", "9"]) == 1
+    assert "--short_window must lie in [2, --context=8]" in capsys.readouterr().err
+    assert benchmark.main(argv + ["--num_videos", "8"]) == 1
+    assert "more than the 5 episodes" in capsys.readouterr().err
+    assert benchmark.main(argv[:-1] + ["--fvd", "--uncond_predict", "4"]) == 1
+    assert "FVD needs clips of at least 9 frames" in capsys.readouterr().err
+    assert benchmark.main(argv + ["--data", str(tmp / "codes")]) == 1
+    assert "not a code dataset" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_report_and_plots_without_poses(runs, tmp_path):
+    from eval import plots
+
+    r = json.loads((runs[0] / "results.json").read_text())
+    r["revisit"] = {"available": False, "note": "the dataset has no poses"}
+    md = report.render(r)
+    assert "Skipped: the dataset has no poses." in md and "PSNR ↑ revisited" not in md
+    assert plots.write_all(r, tmp_path) == ["horizon_psnr.png", "horizon_ssim.png", "horizon_lpips.png"]
+    assert "| – | – |" in report.merge([r, r])
