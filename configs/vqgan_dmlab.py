@@ -55,8 +55,10 @@ def tiny(c):
     m.num_res_blocks = 1
     m.num_mid_blocks = 1
     m.latent_dim = 64
-    m.codebook_size = 256  # 1024 left 60% of the codes unused after 1000 CPU steps
-    m.code_dim = 16
+    # Low-dimensional codes keep a 1024-entry codebook in use (94% after 1000 steps): 1024x8
+    # gave +0.4 dB PSNR at step 1000 over 512x16, +1.2 dB over 256x16.
+    m.codebook_size = 1024
+    m.code_dim = 8
     m.disc_channels = 16
     m.disc_layers = 2
     c.data.batch_size = 8  # more, smaller steps: better PSNR per CPU-minute than batch 16
