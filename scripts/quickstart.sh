@@ -1,25 +1,82 @@
 #!/usr/bin/env bash
-# The quickstart: every stage is a visible call of a real command-line tool, skipped when
-# its output already exists, so an interrupted run resumes where it stopped.
+# The quickstart: the whole pipeline on a small DMLab-style dataset, on a CPU.
+#
+#   data -> TFDS -> VQ-GAN (tiny) -> codes -> TECO (tiny) -> benchmark report
+#
+# Every stage is a visible call of a real command-line tool. A stage whose output is
+# complete is skipped, and training resumes from its last checkpoint, so after an
+# interruption (Ctrl-C) the same command carries on where it stopped. Stage times go
+# to $RUN/timings.tsv. Sizes can be changed through the environment variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/quickstart}
-EPISODES=${EPISODES:-40}
+EPISODES=${EPISODES:-100}     # 300-frame episodes; 10% go to the test split
+VQ_STEPS=${VQ_STEPS:-2000}    # VQ-GAN training steps (tiny preset, ~4 steps/s on 2 cores)
+TECO_STEPS=${TECO_STEPS:-2000}  # TECO training steps (tiny preset, ~3 steps/s on 2 cores)
+VIDEOS=${VIDEOS:-4}           # test videos in the benchmark
 mkdir -p "$RUN"
+TIMINGS="$RUN/timings.tsv"
 
-stage() { echo; echo "=== [$(date +%H:%M:%S)] $*"; }
+stage() { echo; echo "=== [$(date +%H:%M:%S)] $*"; STAGE_NAME="$1"; STAGE_T0=$(date +%s); }
+stage_done() { printf '%s\t%s\n' "$STAGE_NAME" "$(( $(date +%s) - STAGE_T0 ))" >> "$TIMINGS"; }
+trained() { [ -d "$1/checkpoints/$2" ]; }  # the checkpoint of the last step exists
 
-stage "1/2 generate $EPISODES DMLab-style maze episodes -> $RUN/maze"
+stage "1/6" "generate $EPISODES DMLab-style maze episodes -> $RUN/maze"
 python -m data_gen.maze --episodes "$EPISODES" --out "$RUN/maze" --seed 0 --workers 2 \
     --preview "$RUN/maze_contact_sheet.png"
+stage_done
 
-stage "2/2 convert to a TFDS array_record dataset -> $RUN/maze_tfds"
+stage "2/6" "convert to a TFDS array_record dataset -> $RUN/maze_tfds"
 if ls "$RUN"/maze_tfds/*/1.0.0/teco_meta.json >/dev/null 2>&1; then
     echo "already built, skipping"
 else
     rm -rf "$RUN/maze_tfds"
     python -m teco_jax.data.build --src "$RUN/maze" --out "$RUN/maze_tfds"
 fi
+stage_done
+
+stage "3/6" "train the VQ-GAN (configs/vqgan_dmlab.py:tiny, $VQ_STEPS steps) -> $RUN/vqgan"
+if trained "$RUN/vqgan" "$VQ_STEPS"; then
+    echo "already trained, skipping"
+else
+    python -m teco_jax.train --config configs/vqgan_dmlab.py:tiny --workdir "$RUN/vqgan" \
+        --config.data.dir="$RUN/maze_tfds" --config.train.num_steps="$VQ_STEPS" \
+        --config.optim.decay_steps="$VQ_STEPS" --config.loss.disc_start=$(( VQ_STEPS * 7 / 8 )) \
+        --config.train.eval_every=$(( VQ_STEPS / 2 ))
+fi
+stage_done
+
+stage "4/6" "pre-encode the dataset into VQ-GAN codes -> $RUN/maze_codes"
+if ls "$RUN"/maze_codes/*/1.0.0/teco_meta.json >/dev/null 2>&1; then
+    echo "already encoded, skipping"
+else
+    rm -rf "$RUN/maze_codes"
+    python -m teco_jax.encode --vqgan "$RUN/vqgan" --data "$RUN/maze_tfds" --out "$RUN/maze_codes"
+fi
+stage_done
+
+stage "5/6" "train TECO (configs/teco_dmlab.py:tiny, $TECO_STEPS steps) -> $RUN/teco"
+if trained "$RUN/teco" "$TECO_STEPS"; then
+    echo "already trained, skipping"
+else
+    python -m teco_jax.train --config configs/teco_dmlab.py:tiny --workdir "$RUN/teco" \
+        --config.data.dir="$RUN/maze_codes" --config.train.num_steps="$TECO_STEPS" \
+        --config.optim.decay_steps="$TECO_STEPS" --config.train.eval_every=$(( TECO_STEPS / 2 ))
+fi
+stage_done
+
+stage "6/6" "long-range consistency benchmark ($VIDEOS test videos, with baselines) -> $RUN/benchmark"
+if [ -f "$RUN/benchmark/results.json" ]; then
+    echo "already run, skipping"
+else
+    python -m eval.benchmark --checkpoint "$RUN/teco" --data "$RUN/maze_tfds" --out "$RUN/benchmark" \
+        --num_videos "$VIDEOS" --group_size 2 --no_fvd
+fi
+stage_done
 
 echo
-echo "done: contact sheet at $RUN/maze_contact_sheet.png, dataset at $RUN/maze_tfds"
+echo "=== done. Seconds per stage (this and earlier invocations) in $TIMINGS:"
+cat "$TIMINGS"
+echo
+echo "report: $RUN/benchmark/report.md   contact sheet: $RUN/maze_contact_sheet.png"
+echo "training curves: python -m teco_jax.plot_metrics $RUN/teco --keys train/recon_ce train/prior_ce --out $RUN/teco_curve.png"
