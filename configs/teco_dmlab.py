@@ -57,7 +57,7 @@ def teco_config():
 def tiny(c):
     """A CPU-sized TECO for 64-frame clips of a tiny VQ-GAN's codes."""
     m = c.model
-    m.vq_vocab = 256
+    m.vq_vocab = 1024  # the tiny VQ-GAN's codebook
     m.vq_embed_dim = 64
     m.encoder.depths, m.encoder.blocks = (16, 32), 1  # the encoder runs on every frame: keep it narrow
     m.decoder.depths, m.decoder.blocks = (32, 64), 1
