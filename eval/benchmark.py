@@ -3,7 +3,7 @@
     python -m eval.benchmark --checkpoint runs/teco --data data/maze_tfds --out runs/bench \\
         [--num_videos 256] [--group_size 64] [--batch_size 8] [--seed 0] [--preset dmlab] \\
         [--context 144] [--predict 156] [--uncond_context 36] [--uncond_predict 264] \\
-        [--short_window 16] [--fvd | --no_fvd] [--num_grids 2]
+        [--short_window 16] [--fvd | --no_fvd] [--num_grids 2] [--diffusion runs/diffusion]
 
 On the first --num_videos episodes of the --split (default test) of a raw-frame TFDS
 dataset (`python -m teco_jax.data.build`):
@@ -26,6 +26,11 @@ d. Unconditional rollouts: `uncond_context` frames in, `uncond_predict` out, wit
    --fvd, FVD (`eval.fvd`) between the real and generated whole clips.
 e. Sampling speed: generated frames per second (TECO sampling + VQ-GAN decoding, batched),
    with compilation timed separately, for TECO and the short-window variant.
+f. With --diffusion DIR: the latent video diffusion baseline (`DiffusionWorldModel`) on the
+   same videos, contexts and actions, as one more method ("diffusion") of a-d and e. Its
+   sampler conditions on only the last model.sampling.context_frames context frames (a
+   note says so). Its speed beside TECO's, and the ratio "TECO : diffusion = X : 1" of
+   their action-conditioned frames per second, printed and in the report.
 
 The dataset preset (dmlab: 64x64 frames, minecraft: 128x128; by default chosen from the
 VQ-GAN's resolution) sets the protocol numbers of spec §6; explicit flags override them.
@@ -36,7 +41,7 @@ Writes to --out:
     horizon_<metric>.png      metric vs frame index, one line per method
     revisit.png               revisited vs new places, per metric and method
     <kind>_<j>.mp4/.gif       real | generated | error for the first --num_grids videos
-                              (kind: teco, teco_short, uncond)
+                              (kind: teco, teco_short, uncond, diffusion, diffusion_uncond)
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 METRICS = ("psnr", "ssim", "lpips")
-METHODS = ("teco", "teco_short", "copy_last")
+METHODS = ("teco", "teco_short", "copy_last")  # and "diffusion" (after "teco") with --diffusion
 FVD_RELIABLE_VIDEOS = 256  # below this FVD is only indicative (biased, high variance)
 
 
@@ -216,54 +221,95 @@ def masked_stats(per_frame_NT: np.ndarray, mask_NT: np.ndarray, group_size: int)
 
 # ----------------------------------------------------------------- generation
 
-@dataclasses.dataclass
-class TimedRollout:
-    """TECO rollouts with a given window, timed: compilation apart from generation.
+class TecoGenerator:
+    """TECO rollouts with a given window: context codes in, generated frames out (VQ-GAN decoded)."""
 
-    `generate` returns the generated frames (B, num_frames - C, H, W, 3) uint8; `seconds`
-    counts sampling + VQ-GAN decoding after compilation, `compile_s` the compilation (or
-    None if it could not be separated, then it is inside `seconds`).
-    """
-
-    wm: object  # teco_jax.world_model.WorldModel
-    window: int
-    sampler: object
-    frames: int = 0
-    seconds: float = 0.0
-    compile_s: float | None = 0.0
-    _compiled: set = dataclasses.field(default_factory=set)
+    def __init__(self, wm, window: int, sampler):
+        self.wm, self.window, self.sampler = wm, window, sampler
 
     def _call(self, codes, actions, key, num_frames: int, lower: bool = False):
         from teco_jax import rollout as rollout_lib
 
         fn = rollout_lib.rollout.lower if lower else rollout_lib.rollout
-        return fn(self.wm.teco, self.wm.vq_embeddings, codes, actions, key, num_frames=num_frames,
-                  window=self.window, sampler=self.sampler)
+        return fn(self.wm.teco, self.wm.vq_embeddings, jnp.asarray(codes, jnp.int32), jnp.asarray(actions, jnp.int32),
+                  key, num_frames=num_frames, window=self.window, sampler=self.sampler)
 
-    def _compile(self, codes, actions, key, num_frames: int) -> None:
-        """Compile the rollout and the VQ-GAN decoder for these shapes, timed, before timing generation."""
-        shape = (codes.shape, num_frames)
-        if shape in self._compiled:
-            return
-        self._compiled.add(shape)
+    def compile(self, codes, actions, key, num_frames: int) -> float | None:
+        """Compile the rollout (ahead of time) and the VQ-GAN decoder: seconds, None if AOT lowering is
+        unavailable (the rollout then compiles inside the first timed call)."""
         t0 = time.perf_counter()
         try:
             self._call(codes, actions, key, num_frames, lower=True).compile()
-        except Exception:  # noqa: BLE001 - AOT lowering unavailable: compile inside the timed call
-            self.compile_s = None
+            aot = True
+        except Exception:  # noqa: BLE001
+            aot = False
         b, c = codes.shape[:2]
         warm = min(self.wm.chunk, b * (num_frames - c))  # the decoder's chunk shape (WorldModel.decode)
         self.wm.decode(np.zeros((1, warm) + tuple(codes.shape[2:]), np.int32))
-        if self.compile_s is not None:
-            self.compile_s += time.perf_counter() - t0
+        return time.perf_counter() - t0 if aot else None
 
-    def generate(self, context_codes_BChw: np.ndarray, actions_BL: np.ndarray, key, num_frames: int) -> np.ndarray:
-        codes = jnp.asarray(context_codes_BChw, jnp.int32)
-        actions = jnp.asarray(actions_BL, jnp.int32)
-        self._compile(codes, actions, key, num_frames)
-        t0 = time.perf_counter()
+    def __call__(self, codes, actions, key, num_frames: int) -> np.ndarray:
         out = np.asarray(self._call(codes, actions, key, num_frames))
-        frames = self.wm.decode(out[:, codes.shape[1]:])
+        return self.wm.decode(out[:, codes.shape[1]:])
+
+
+class DiffusionGenerator:
+    """Latent diffusion rollouts (`DiffusionWorldModel`): context latents in, generated frames out."""
+
+    def __init__(self, dwm):
+        self.dwm, self.window = dwm, dwm.window
+
+    def _actions(self, actions):
+        """The model takes None for the null action (and for a model trained without actions)."""
+        null = (actions == self.dwm.num_actions).all()
+        return None if null or not self.dwm.config.model.use_actions else actions
+
+    def compile(self, latents, actions, key, num_frames: int) -> float:
+        """Every window of a rollout shares one compiled sampler: a one-window rollout run twice,
+        the first call's extra time is the compilation (plus the decoder's warm-up)."""
+        one = min(num_frames, self.window)
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            self.dwm.rollout_latents(latents, self._actions(actions[:, :one]), one, key)
+            times.append(time.perf_counter() - t0)
+        b, c = latents.shape[:2]
+        warm = min(self.dwm.chunk, b * (num_frames - c))  # the decoder's chunk shape
+        t0 = time.perf_counter()
+        self.dwm.decode(np.zeros((1, warm) + tuple(latents.shape[2:]), np.float32))
+        return max(times[0] - times[1], 0.0) + time.perf_counter() - t0
+
+    def __call__(self, latents, actions, key, num_frames: int) -> np.ndarray:
+        z = self.dwm.rollout_latents(latents, self._actions(actions), num_frames, key)
+        return self.dwm.decode(z[:, latents.shape[1]:])
+
+
+@dataclasses.dataclass
+class TimedRollout:
+    """Rollouts of a generator (`TecoGenerator`, `DiffusionGenerator`), timed, compilation apart.
+
+    A generator has `window` (frames per step of its rollout), `compile(context, actions,
+    key, num_frames)` (compiles what these shapes need; returns its seconds, or None if the
+    compilation could not be separated) and `__call__(context, actions, key, num_frames)`
+    -> the generated frames (B, num_frames - C, H, W, 3) uint8. The context comes encoded
+    (codes or latents), so encoding is not timed. `seconds` counts sampling + decoding after
+    compilation, `compile_s` the compilation (None: it is inside `seconds`).
+    """
+
+    gen: object
+    frames: int = 0
+    seconds: float = 0.0
+    compile_s: float | None = 0.0
+    _compiled: set = dataclasses.field(default_factory=set)
+
+    def generate(self, context: np.ndarray, actions_BL: np.ndarray, key, num_frames: int) -> np.ndarray:
+        shape = (context.shape, num_frames)
+        if shape not in self._compiled:
+            self._compiled.add(shape)
+            spent = self.gen.compile(context, actions_BL, key, num_frames)
+            self.compile_s = None if spent is None or self.compile_s is None else self.compile_s + spent
+        t0 = time.perf_counter()
+        frames = self.gen(context, actions_BL, key, num_frames)
         self.seconds += time.perf_counter() - t0
         self.frames += frames.shape[0] * frames.shape[1]
         return frames
@@ -271,7 +317,7 @@ class TimedRollout:
     def speed(self) -> dict:
         fps = self.frames / self.seconds if self.seconds > 0 else None
         return {"frames_per_s": fps, "generated_frames": self.frames, "seconds": self.seconds,
-                "compile_s": self.compile_s, "window": self.window,
+                "compile_s": self.compile_s, "window": self.gen.window,
                 "compile_included": self.compile_s is None}
 
 
@@ -319,6 +365,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the grid videos")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     p.add_argument("--vqgan", type=Path, default=None, help="VQ-GAN workdir (default: the one TECO records)")
+    p.add_argument("--diffusion", type=Path, default=None,
+                   help="also evaluate this latent diffusion baseline (its training workdir), on the same videos")
+    p.add_argument("--diffusion_step", type=int, default=None, help="its checkpoint step (default: the latest)")
     args = p.parse_args(argv)
     for name in ("num_videos", "group_size", "batch_size", "fvd_batch_size"):
         if getattr(args, name) < 1:
@@ -345,21 +394,26 @@ def loud(msg: str) -> None:
 class Benchmark:
     """One benchmark run: holds the model, the data and everything measured."""
 
-    def __init__(self, args: argparse.Namespace, wm, protocol: Protocol, preset: str, data: TestSet):
-        self.args, self.wm, self.p, self.preset = args, wm, protocol, preset
+    def __init__(self, args: argparse.Namespace, wm, protocol: Protocol, preset: str, data: TestSet, dwm=None):
+        self.args, self.wm, self.dwm, self.p, self.preset = args, wm, dwm, protocol, preset
         self.data, self.actions, self.pose = data, data.actions, data.pose
         self.n = data.num
         self.bs = min(args.batch_size, self.n)
         self.notes: list[str] = []
         self.key = jax.random.key(args.seed)
         sampler = wm.sampler
-        self.rollouts = {"teco": TimedRollout(wm, wm.window, sampler),
-                         "teco_short": TimedRollout(wm, protocol.short_window, sampler),
-                         "uncond": TimedRollout(wm, wm.window, sampler)}
-        self.per_frame = {m: {k: np.zeros((self.n, protocol.predict)) for k in METRICS} for m in METHODS}
-        self.grids: dict[str, list[np.ndarray]] = {"teco": [], "teco_short": [], "uncond": []}
-        self.fvd_feats = {"real": [], "fake": []}
-        self.uncond_actions = "null"
+        self.rollouts = {"teco": TimedRollout(TecoGenerator(wm, wm.window, sampler)),
+                         "teco_short": TimedRollout(TecoGenerator(wm, protocol.short_window, sampler)),
+                         "uncond": TimedRollout(TecoGenerator(wm, wm.window, sampler))}
+        self.methods = list(METHODS)
+        if dwm is not None:  # the latent diffusion baseline: rolled out on the same videos, scored the same
+            self.methods.insert(1, "diffusion")
+            self.rollouts.update(diffusion=TimedRollout(DiffusionGenerator(dwm)),
+                                 diffusion_uncond=TimedRollout(DiffusionGenerator(dwm)))
+        self.per_frame = {m: {k: np.zeros((self.n, protocol.predict)) for k in METRICS} for m in self.methods}
+        self.grids: dict[str, list[np.ndarray]] = {kind: [] for kind in self.rollouts}
+        self.fvd_feats = {"real": [], **{kind: [] for kind in ("uncond", "diffusion_uncond") if kind in self.rollouts}}
+        self.uncond_actions = self.diffusion_uncond_actions = "null"
 
     # ------------------------------------------------------------- pieces
     def note(self, msg: str, shout: bool = False) -> None:
@@ -371,6 +425,10 @@ class Benchmark:
 
     def model_context(self, context: int) -> int:
         return min(context, self.wm.window)
+
+    def diffusion_context(self, context: int) -> int:
+        """Context frames the diffusion sampler conditions its first window on."""
+        return min(context, self.dwm.sampler.context_frames)
 
     def _keep_grids(self, kind: str, start: int, real: np.ndarray, fake: np.ndarray, context: int) -> None:
         """Keep (real, real context + generated) of the first --num_grids videos for the grid videos."""
@@ -386,7 +444,7 @@ class Benchmark:
         c, pr = self.p.context, self.p.predict
         n = min(self.bs, self.n - start)
         real = pad_batch(self.data.video(start, start + n)[:, :c + pr], self.bs)
-        acts = pad_batch(self.actions[start:start + n, :c + pr], self.bs)
+        episode_acts = acts = pad_batch(self.actions[start:start + n, :c + pr], self.bs)
         if not self.wm.config.model.use_actions:
             acts = np.full_like(acts, self.wm.num_actions)
         target = real[:, c:]
@@ -398,13 +456,21 @@ class Benchmark:
             key = jax.random.fold_in(jax.random.fold_in(self.key, salt), i)
             fakes[method] = self.rollouts[method].generate(ctx_codes[:, -k:], acts[:, c - k:], key, k + pr)
             bar.update(n * pr)
+        if self.dwm is not None:
+            bar.set_description("diffusion (action-conditioned)")
+            k = self.diffusion_context(c)
+            key = jax.random.fold_in(jax.random.fold_in(self.key, 3), i)
+            fakes["diffusion"] = self.rollouts["diffusion"].generate(self.dwm.encode(real[:, c - k:c]),
+                                                                     episode_acts[:, c - k:], key, k + pr)
+            bar.update(n * pr)
         fakes["copy_last"] = copy_last_frame(real[:, :c], pr)
         for method, fake in fakes.items():
             scores = frame_metrics(target, fake)
             for k in METRICS:
                 self.per_frame[method][k][start:start + n] = scores[k][:n]
-        for kind in ("teco", "teco_short"):
-            self._keep_grids(kind, start, real[:n], fakes[kind][:n], c)
+        for kind in ("teco", "teco_short", "diffusion"):
+            if kind in fakes:
+                self._keep_grids(kind, start, real[:n], fakes[kind][:n], c)
 
     def unconditional_batch(self, i: int, start: int, bar) -> None:
         """Unconditional rollouts of one batch (and I3D features of real and generated clips)."""
@@ -418,17 +484,31 @@ class Benchmark:
         k = self.model_context(c)
         bar.set_description("unconditional")
         key = jax.random.fold_in(jax.random.fold_in(self.key, 2), i)
-        fake = self.rollouts["uncond"].generate(self.wm.encode(real[:, c - k:c]), acts[:, c - k:], key, k + pr)
+        fakes = {"uncond": self.rollouts["uncond"].generate(self.wm.encode(real[:, c - k:c]), acts[:, c - k:], key,
+                                                            k + pr)}
         bar.update(n * pr)
-        self._keep_grids("uncond", start, real[:n], fake[:n], c)
+        if self.dwm is not None:
+            bar.set_description("diffusion (unconditional)")
+            k = self.diffusion_context(c)
+            if self.diffusion_uncond_actions == "null":
+                acts = np.full(real.shape[:2], self.dwm.num_actions, np.int32)
+            else:
+                acts = pad_batch(self.actions[start:start + n, :c + pr], self.bs)
+            key = jax.random.fold_in(jax.random.fold_in(self.key, 4), i)
+            fakes["diffusion_uncond"] = self.rollouts["diffusion_uncond"].generate(
+                self.dwm.encode(real[:, c - k:c]), acts[:, c - k:], key, k + pr)
+            bar.update(n * pr)
+        for kind, fake in fakes.items():
+            self._keep_grids(kind, start, real[:n], fake[:n], c)
         if self.args.fvd:
             from eval.fvd import i3d_features
 
             bar.set_description("FVD (I3D features)")
-            clip = np.concatenate([real[:n, :c], fake[:n]], axis=1)
             self.fvd_feats["real"].append(i3d_features(real[:n], batch_size=self.args.fvd_batch_size))
-            self.fvd_feats["fake"].append(i3d_features(clip, batch_size=self.args.fvd_batch_size))
-            bar.update(2 * n * (c + pr))
+            for kind, fake in fakes.items():
+                clip = np.concatenate([real[:n, :c], fake[:n]], axis=1)
+                self.fvd_feats[kind].append(i3d_features(clip, batch_size=self.args.fvd_batch_size))
+            bar.update((1 + len(fakes)) * n * (c + pr))
 
     # ------------------------------------------------------------- the run
     def run(self) -> dict:
@@ -450,6 +530,8 @@ class Benchmark:
         self.uncond_actions, why = unconditional_actions(wm.config)
         if why:
             self.note(why)
+        if self.dwm is not None:
+            self.diffusion_notes()
         if self.pose is None:
             self.note("the dataset has no poses: revisit consistency (revisited vs new places) is skipped")
         if self.args.fvd and self.n < FVD_RELIABLE_VIDEOS:
@@ -459,9 +541,10 @@ class Benchmark:
             self.note("FVD not computed (--no_fvd).")
 
         batches = list(range(0, self.n, self.bs))
-        total = self.n * (2 * p.predict + p.uncond_predict)
+        uncond_kinds = 1 if self.dwm is None else 2
+        total = self.n * ((len(self.methods) - 1) * p.predict + uncond_kinds * p.uncond_predict)
         if self.args.fvd:
-            total += 2 * self.n * (p.uncond_context + p.uncond_predict)
+            total += (1 + uncond_kinds) * self.n * (p.uncond_context + p.uncond_predict)
         t0 = time.perf_counter()
         with tqdm(total=total, unit="frame", dynamic_ncols=True, desc="benchmark") as bar:
             for i, start in enumerate(batches):
@@ -469,6 +552,22 @@ class Benchmark:
             for i, start in enumerate(batches):
                 self.unconditional_batch(i, start, bar)
         return self.results(time.perf_counter() - t0)
+
+    def diffusion_notes(self) -> None:
+        p, d = self.p, self.dwm
+        check_actions(self.actions[:, :p.length], d.num_actions)
+        k = self.diffusion_context(p.context)
+        self.note(f"the diffusion baseline's sampler conditions on {d.sampler.context_frames} frames "
+                  f"(model.sampling.context_frames): it is given only the last {k} of the {p.context} context "
+                  f"frames (and the last {self.diffusion_context(p.uncond_context)} of the {p.uncond_context} "
+                  f"unconditional ones), then generates windows of {d.window} frames, each conditioned on the "
+                  f"last {d.sampler.context_frames} frames so far.", shout=True)
+        if not d.config.model.use_actions:
+            self.note("the diffusion baseline was trained without actions (model.use_actions=False): its "
+                      "'action-conditioned' rollouts take the null action")
+        self.diffusion_uncond_actions, why = unconditional_actions(d.config)
+        if why:
+            self.note(why.replace("this TECO", "the diffusion baseline"))
 
     def revisit(self) -> dict:
         if self.pose is None:
@@ -484,7 +583,7 @@ class Benchmark:
         if k < c:  # how many of those places the model's (truncated) context still shows
             out["model_context"] = k
             out["revisited_in_model_context"] = int(revisit_mask(self.pose[:, c - k:c + pr], k).sum())
-        for method in METHODS:
+        for method in self.methods:
             out["methods"][method] = {k: {"revisited": masked_stats(v, mask, g), "new": masked_stats(v, ~mask, g)}
                                       for k, v in self.per_frame[method].items()}
         return out
@@ -493,12 +592,15 @@ class Benchmark:
         from teco_jax import world_model
 
         p, wm, g = self.p, self.wm, self.args.group_size
-        fvd_value = None
+        fvd = {m: None for m in ("teco", "diffusion") if m in self.methods}
         if self.args.fvd:
             from eval.fvd import frechet_distance
 
-            fvd_value = frechet_distance(np.concatenate(self.fvd_feats["real"]),
-                                         np.concatenate(self.fvd_feats["fake"]))
+            real = np.concatenate(self.fvd_feats["real"])
+            for method, kind in (("teco", "uncond"), ("diffusion", "diffusion_uncond")):
+                if kind in self.fvd_feats:
+                    fvd[method] = frechet_distance(real, np.concatenate(self.fvd_feats[kind]))
+        speed = {name: r.speed() for name, r in self.rollouts.items()}
         step = self.args.step if self.args.step is not None else world_model.checkpoint_steps(self.args.checkpoint)[-1]
         return {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -520,16 +622,31 @@ class Benchmark:
             "config": wm.config.to_dict(),
             "vqgan_resolution": wm.frame_shape[0],
             "notes": self.notes,
-            "methods": list(METHODS),
+            "methods": self.methods,
             "action_conditioned": {m: {k: group_stats(v.mean(axis=1), g) for k, v in self.per_frame[m].items()}
-                                   for m in METHODS},
+                                   for m in self.methods},
             "curves": {"frame_index": list(range(p.context, p.context + p.predict)),
-                       **{m: {k: curve_stats(v, g) for k, v in self.per_frame[m].items()} for m in METHODS}},
+                       **{m: {k: curve_stats(v, g) for k, v in self.per_frame[m].items()} for m in self.methods}},
             "revisit": self.revisit(),
-            "unconditional": {"fvd": fvd_value, "num_videos": self.n,
+            "unconditional": {"fvd": fvd["teco"], "fvd_per_method": fvd, "num_videos": self.n,
                               "clip_frames": p.uncond_context + p.uncond_predict, "actions": self.uncond_actions},
-            "speed": {name: r.speed() for name, r in self.rollouts.items()},
+            "speed": speed,
+            **({} if self.dwm is None else {"diffusion": self.diffusion_info(speed)}),
         }
+
+    def diffusion_info(self, speed: dict) -> dict:
+        """The diffusion baseline's checkpoint, protocol and its speed against TECO's."""
+        from teco_jax import world_model
+
+        d, a = self.dwm, self.args
+        step = a.diffusion_step if a.diffusion_step is not None else world_model.checkpoint_steps(a.diffusion)[-1]
+        teco_fps, diff_fps = speed["teco"]["frames_per_s"], speed["diffusion"]["frames_per_s"]
+        return {"checkpoint": str(a.diffusion.resolve()), "step": int(step), "window": d.window,
+                "context_frames": self.diffusion_context(self.p.context),
+                "uncond_context_frames": self.diffusion_context(self.p.uncond_context),
+                "sampler": dataclasses.asdict(d.sampler), "uncond_actions": self.diffusion_uncond_actions,
+                "config": d.config.to_dict(),
+                "speed_ratio": teco_fps / diff_fps if teco_fps and diff_fps else None}
 
 
 def write_grids(out: Path, grids: dict[str, list[np.ndarray]], fps: float) -> list[str]:
@@ -554,12 +671,20 @@ def main(argv: list[str] | None = None) -> int:
         data = TestSet(args.data, args.split, args.num_videos, protocol.length)
         if data.frame_shape != wm.frame_shape:
             raise ValueError(f"the dataset's frames are {data.frame_shape}, the VQ-GAN's {wm.frame_shape}")
+        dwm = None
+        if args.diffusion is not None:
+            from teco_jax.diffusion.world_model import DiffusionWorldModel
+
+            dwm = DiffusionWorldModel.load(args.diffusion, step=args.diffusion_step)
+            if dwm.frame_shape != data.frame_shape:
+                raise ValueError(f"the dataset's frames are {data.frame_shape}, the diffusion baseline's "
+                                 f"{dwm.frame_shape}")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"benchmark: {args.checkpoint} on {args.num_videos} videos of {args.data}/{args.split}, preset {preset}: "
           f"{protocol}", flush=True)
-    bench = Benchmark(args, wm, protocol, preset, data)
+    bench = Benchmark(args, wm, protocol, preset, data, dwm)
     try:
         results = bench.run()
     except ValueError as e:
@@ -573,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=True))
     (args.out / "report.md").write_text(report.render(results))
     print(report.summary_table(results))
+    if "diffusion" in results:
+        print(report.speed_ratio_line(results))
     print(f"wrote results.json, report.md, {len(results['files']['plots'])} plots and "
           f"{len(results['files']['videos'])} mp4/GIF grids to {args.out} ({results['wall_time_s']:.0f}s)")
     return 0

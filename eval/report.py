@@ -27,6 +27,8 @@ def method_name(method: str, results: dict) -> str:
     names = {"teco": "TECO" + (f" (last {p['model_context']} context frames)" if p.get("context_truncated") else ""),
              "teco_short": f"TECO, last {p['short_window']} frames",
              "copy_last": "copy last context frame"}
+    if "diffusion" in results:
+        names["diffusion"] = f"latent diffusion (last {results['diffusion']['context_frames']} context frames)"
     return names.get(method, method)
 
 
@@ -75,13 +77,34 @@ def revisit_table(results: dict) -> str | None:
 
 def speed_table(results: dict) -> str:
     names = {"teco": "TECO (action-conditioned)", "teco_short": "TECO, short window",
-             "uncond": "TECO (unconditional)"}
+             "uncond": "TECO (unconditional)", "diffusion": "latent diffusion (action-conditioned)",
+             "diffusion_uncond": "latent diffusion (unconditional)"}
     rows = []
     for name, s in results["speed"].items():
         compile_s = "included" if s.get("compile_included") else fmt(s.get("compile_s"))
         rows.append([names.get(name, name), s["window"], fmt(s["frames_per_s"]), s["generated_frames"],
                      fmt(s["seconds"]), compile_s])
     return table(["rollout", "window (frames)", "frames/s", "frames", "seconds", "compile (s)"], rows)
+
+
+def speed_ratio(results: dict) -> float | None:
+    """TECO's action-conditioned frames/s over the diffusion baseline's (None without it)."""
+    return results.get("diffusion", {}).get("speed_ratio")
+
+
+def speed_ratio_line(results: dict) -> str:
+    ratio = speed_ratio(results)
+    return f"Sampling speed, TECO : diffusion = {fmt(ratio, 2)} : 1 (action-conditioned frames/s)"
+
+
+def diffusion_lines(results: dict) -> list[str]:
+    """The diffusion baseline's checkpoint line of the report header (none without it)."""
+    if "diffusion" not in results:
+        return []
+    d = results["diffusion"]
+    line = (f"- diffusion baseline: `{d['checkpoint']}` (step {d['step']}), window {d['window']} frames, "
+            f"sampler {d['sampler']}")
+    return [line]
 
 
 def render(results: dict) -> str:
@@ -96,6 +119,7 @@ def render(results: dict) -> str:
            f"{p['uncond_actions']} actions); short-window baseline {p['short_window']} frames; model window "
            f"{p['model_window']} frames",
            f"- sampler: {p['sampler']}",
+           *diffusion_lines(results),
            f"- device: {d['platform']} ({d['kind']}) x{d['count']}, {d['host_cpus']} host CPUs; jax {d['jax']}",
            f"- date: {results['date']}; wall time {results['wall_time_s']:.0f} s", ""]
     if results["notes"]:
@@ -117,12 +141,17 @@ def render(results: dict) -> str:
                         f"last {r['model_context']} context frames (all the model is given) show.")
         out += ["", rv, ""]
     u = results["unconditional"]
-    fvd = "not computed (--no_fvd)" if u["fvd"] is None else f"**{u['fvd']:.1f}**"
+    per_method = u.get("fvd_per_method", {"teco": u["fvd"]})
+    short = {"teco": "TECO", "diffusion": "latent diffusion"}
+    fvd = ", ".join(f"{short.get(m, m)} **{v:.1f}**" for m, v in per_method.items() if v is not None)
+    fvd = fvd or "not computed (--no_fvd)"
     out += ["## Unconditional rollouts", "",
             f"FVD (I3D, 224×224, whole {u['clip_frames']}-frame clips, {u['num_videos']} videos): {fvd}", "",
             "## Sampling speed", "",
-            "Generated frames per second, batched (TECO sampling + VQ-GAN decoding), compilation apart.", "",
+            "Generated frames per second, batched (sampling + VQ-GAN decoding), compilation apart.", "",
             speed_table(results), ""]
+    if "diffusion" in results:
+        out += [f"**{speed_ratio_line(results)}**", ""]
     files = results.get("files", {})
     if files.get("plots"):
         out += ["## Plots", ""] + [f"![{f}]({f})" for f in files["plots"]] + [""]
@@ -168,11 +197,15 @@ def merge(all_results: list[dict], paths: list[str] | None = None) -> str:
             rows.append([label, method_name(m, r)] + cells)
     header = ["run", "method"] + [f"{HEADERS[k]} {side}" for k in METRICS for side in ("revisited", "new")]
     out += ["## Revisited vs new places", "", table(header, rows), ""]
-    rows = [[label, fmt(r["unconditional"]["fvd"]), fmt(r["speed"]["teco"]["frames_per_s"]),
-             fmt(r["speed"]["teco_short"]["frames_per_s"]), f"{r['device']['platform']} ({r['device']['kind']})"]
+    rows = [[label, fmt(r["unconditional"]["fvd"]),
+             fmt(r["unconditional"].get("fvd_per_method", {}).get("diffusion")),
+             fmt(r["speed"]["teco"]["frames_per_s"]), fmt(r["speed"]["teco_short"]["frames_per_s"]),
+             fmt(r["speed"].get("diffusion", {}).get("frames_per_s")), fmt(speed_ratio(r), 2),
+             f"{r['device']['platform']} ({r['device']['kind']})"]
             for label, r in zip(labels, all_results)]
-    out += ["## FVD and speed", "", table(["run", "FVD ↓", "TECO frames/s", "short-window frames/s", "device"], rows),
-            ""]
+    header = ["run", "FVD ↓", "diffusion FVD ↓", "TECO frames/s", "short-window frames/s", "diffusion frames/s",
+              "TECO : diffusion", "device"]
+    out += ["## FVD and speed", "", table(header, rows), ""]
     rows = [[label] + [r["protocol"].get(k) for k in PROTOCOL_KEYS] + [r["protocol"]["model_window"], r["date"], path]
             for label, r, path in zip(labels, all_results, paths)]
     out += ["## Protocols", "", table(["run"] + list(PROTOCOL_KEYS) + ["model window", "date", "results"], rows), ""]

@@ -1,5 +1,6 @@
-"""The benchmark CLI end to end on a tiny untrained TECO, its copy-last baseline against numbers
-computed here, the group statistics, and the report merging two runs."""
+"""The benchmark CLI end to end on a tiny untrained TECO (and a tiny untrained latent diffusion
+baseline), its copy-last baseline against numbers computed here, the group statistics, and the
+report merging two runs."""
 
 import json
 import math
@@ -10,6 +11,7 @@ import pytest
 from eval import benchmark, report
 from teco_jax import encode, trainer
 from teco_jax.data import tfds_io
+from tests.diffusion.common import task_config as diffusion_tiny_config
 from tests.tasks.test_teco_task import tiny_config as teco_tiny_config
 from tests.tasks.test_vqgan_task import tiny_config as vqgan_tiny_config
 from tests.test_sample import _save_untrained
@@ -33,7 +35,8 @@ def _episode(rng):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Dataset of 32x32 frames, an untrained VQ-GAN and TECO (window 6) trained on its codes."""
+    """Dataset of 32x32 frames, an untrained VQ-GAN, TECO (window 6) trained on its codes and a latent
+    diffusion baseline (window 4, conditioned on 2 frames) on its latents."""
     tmp = tmp_path_factory.mktemp("bench")
     rng = np.random.default_rng(0)
     episodes = {}
@@ -47,6 +50,9 @@ def setup(tmp_path_factory):
     encode.encode_dataset(tmp / "vqgan", tmp / "frames", tmp / "codes")
     teco = teco_tiny_config(vqgan_dir="", action_dropout=0.5, vq_vocab=16, vq_embed_dim=8, vq_grid=(16, 16))
     _save_untrained(trainer.config_replace(teco, **{"data.dir": str(tmp / "codes")}), tmp / "teco")
+    diffusion = diffusion_tiny_config(tmp / "frames", frames=4, vqgan_dir=str(tmp / "vqgan"), latent_dim=8,
+                                      latent_grid=(16, 16), latent_mean=(0.0,) * 8, latent_std=(1.0,) * 8)
+    _save_untrained(diffusion, tmp / "diffusion")
     return tmp, episodes["test"][:NUM_VIDEOS]
 
 
@@ -66,7 +72,7 @@ def _fake_i3d(videos, batch_size=8):
 
 @pytest.fixture(scope="module")
 def runs(setup, tmp_path_factory):
-    """Two benchmark runs: --no_fvd, and --fvd (with the fake I3D) under another seed."""
+    """Two benchmark runs: --no_fvd, and --fvd (with the fake I3D) under another seed with --diffusion."""
     tmp, _ = setup
     out = tmp_path_factory.mktemp("out")
     assert benchmark.main(_argv(tmp, out / "a", "--no_fvd")) == 0
@@ -74,7 +80,8 @@ def runs(setup, tmp_path_factory):
         import eval.fvd
 
         mp.setattr(eval.fvd, "i3d_features", _fake_i3d)
-        assert benchmark.main(_argv(tmp, out / "b", "--fvd", "--seed", "1")) == 0
+        assert benchmark.main(_argv(tmp, out / "b", "--fvd", "--seed", "1", "--diffusion",
+                                      str(tmp / "diffusion"))) == 0
     return out / "a", out / "b"
 
 
@@ -120,6 +127,38 @@ def test_cli_writes_results_report_plots_and_videos(runs, capsys):
     assert rb["action_conditioned"]["copy_last"] == r["action_conditioned"]["copy_last"]
 
 
+@pytest.mark.filterwarnings("ignore:os.fork")
+def test_cli_with_the_diffusion_baseline(runs):
+    a, b = runs
+    r = json.loads((b / "results.json").read_text())
+    assert r["methods"] == ["teco", "diffusion", "teco_short", "copy_last"]
+    for metric in ("psnr", "ssim", "lpips"):
+        stat = r["action_conditioned"]["diffusion"][metric]
+        assert len(stat["groups"]) == 2 and np.isfinite(stat["mean"])
+        assert len(r["curves"]["diffusion"][metric]["mean"]) == PREDICT
+        assert r["revisit"]["methods"]["diffusion"][metric]["new"]["frames"] == NUM_VIDEOS * 2
+    d = r["diffusion"]
+    assert (d["window"], d["context_frames"], d["uncond_context_frames"], d["step"]) == (4, 2, 2, 1)
+    assert any("given only the last 2 of the 8 context frames" in n for n in r["notes"])
+    s = r["speed"]
+    assert s["diffusion"]["window"] == 4 and s["diffusion"]["frames_per_s"] > 0
+    assert s["diffusion"]["generated_frames"] == 6 * PREDICT and s["diffusion"]["compile_s"] >= 0
+    assert s["diffusion_uncond"]["generated_frames"] == 6 * UNCOND_PREDICT
+    assert d["speed_ratio"] == pytest.approx(s["teco"]["frames_per_s"] / s["diffusion"]["frames_per_s"])
+    fvd = r["unconditional"]["fvd_per_method"]
+    assert fvd["teco"] == r["unconditional"]["fvd"] and np.isfinite(fvd["diffusion"])
+    assert {f"{kind}_0.mp4" for kind in ("diffusion", "diffusion_uncond")} <= {p.name for p in b.iterdir()}
+
+    md = (b / "report.md").read_text()
+    assert "| latent diffusion (last 2 context frames) |" in md  # the metric and revisit tables
+    assert md.count("| latent diffusion (last 2 context frames) |") == 2
+    assert "| latent diffusion (action-conditioned) | 4 |" in md and "| latent diffusion (unconditional) | 4 |" in md
+    assert f"TECO : diffusion = {d['speed_ratio']:.2f} : 1" in md
+    assert "latent diffusion **" in md
+    assert "diffusion" not in json.loads((a / "results.json").read_text())  # only with --diffusion
+    assert "TECO : diffusion" not in (a / "report.md").read_text()
+
+
 def test_copy_last_baseline_against_independent_numbers(setup, runs):
     skm = pytest.importorskip("skimage.metrics")
     _, episodes = setup
@@ -153,7 +192,8 @@ def test_report_merges_two_runs(runs, tmp_path, capsys):
     md = out.read_text()
     assert "| run | method | PSNR ↑ | SSIM ↑ | LPIPS ↓ |" in md
     assert "| teco@1 | copy last context frame |" in md and "| teco@1 (2) | copy last context frame |" in md
-    assert md.count("| teco@1") >= 6 + 2 and "FVD ↓" in md and "## Protocols" in md
+    assert md.count("| teco@1") >= 7 + 2 and "FVD ↓" in md and "## Protocols" in md
+    assert "| teco@1 (2) | latent diffusion (last 2 context frames) |" in md and "TECO : diffusion" in md
     assert report.main([str(a / "report.md")]) == 1
     assert "cannot read" in capsys.readouterr().err
 
