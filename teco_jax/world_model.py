@@ -128,8 +128,39 @@ def _chunked(fn, model, x: np.ndarray, chunk: int) -> np.ndarray:
 
 # ----------------------------------------------------------------- the API
 
+class VideoModelFacts:
+    """What every world model (TECO, the diffusion baseline) answers from its two configs:
+    `config` (the model's run) and `vq_config` (its VQ-GAN's run)."""
+
+    config: ml_collections.ConfigDict
+    vq_config: ml_collections.ConfigDict
+
+    @property
+    def window(self) -> int:
+        """Frames the model sees at once (its trained length, data.seq_len)."""
+        return int(self.config.data.seq_len)
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.config.model.num_actions)
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        r = int(self.vq_config.model.resolution)
+        return r, r, 3
+
+    def _check_frames(self, frames: np.ndarray, name: str) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8:
+            raise ValueError(f"{name} must be uint8 frames in [0, 255], got dtype {frames.dtype}")
+        if frames.ndim != 5 or frames.shape[2:] != self.frame_shape:
+            raise ValueError(f"{name} must have shape (B, T) + {self.frame_shape} for this VQ-GAN, "
+                             f"got {frames.shape}")
+        return frames
+
+
 @dataclasses.dataclass
-class WorldModel:
+class WorldModel(VideoModelFacts):
     """TECO + VQ-GAN. Build it with `WorldModel.load(checkpoint_dir)`."""
 
     teco: nnx.Module
@@ -162,34 +193,11 @@ class WorldModel:
 
     # ------------------------------------------------------------- facts
     @property
-    def window(self) -> int:
-        """Frames the temporal transformer sees at once (its trained length, data.seq_len)."""
-        return int(self.config.data.seq_len)
-
-    @property
-    def num_actions(self) -> int:
-        return int(self.config.model.num_actions)
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        r = int(self.vq_config.model.resolution)
-        return r, r, 3
-
-    @property
     def sampler(self) -> rollout_lib.Sampler:
         """The sampler of the TECO config (model.sampling)."""
         return rollout_lib.Sampler.from_config(self.config.model.sampling)
 
     # ------------------------------------------------------------- codes <-> frames
-    def _check_frames(self, frames: np.ndarray, name: str) -> np.ndarray:
-        frames = np.asarray(frames)
-        if frames.dtype != np.uint8:
-            raise ValueError(f"{name} must be uint8 frames in [0, 255], got dtype {frames.dtype}")
-        if frames.ndim != 5 or frames.shape[2:] != self.frame_shape:
-            raise ValueError(f"{name} must have shape (B, T) + {self.frame_shape} for this VQ-GAN, "
-                             f"got {frames.shape}")
-        return frames
-
     def encode(self, frames_BTHW3: np.ndarray) -> np.ndarray:
         """uint8 frames (B, T, H, W, 3) -> VQ-GAN codes int32 (B, T, h, w)."""
         frames = self._check_frames(frames_BTHW3, "frames")

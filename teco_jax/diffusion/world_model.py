@@ -34,7 +34,7 @@ from flax import nnx
 
 from teco_jax.diffusion import sample as dsample
 from teco_jax.diffusion import schedule as sch
-from teco_jax.world_model import _check_workdir, _chunked
+from teco_jax.world_model import VideoModelFacts, _check_workdir, _chunked
 
 
 @nnx.jit
@@ -51,7 +51,7 @@ def _decode_chunk(vqgan, z_NhwC, mean, std):
 
 
 @dataclasses.dataclass
-class DiffusionWorldModel:
+class DiffusionWorldModel(VideoModelFacts):
     """Video denoiser + VQ-GAN. Build it with `DiffusionWorldModel.load(checkpoint_dir)`."""
 
     model: nnx.Module
@@ -85,33 +85,11 @@ class DiffusionWorldModel:
 
     # ------------------------------------------------------------- facts
     @property
-    def window(self) -> int:
-        """Frames the denoiser generates at once (its trained length, data.seq_len)."""
-        return int(self.config.data.seq_len)
-
-    @property
-    def num_actions(self) -> int:
-        return int(self.config.model.num_actions)
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        r = int(self.vq_config.model.resolution)
-        return r, r, 3
-
-    @property
     def sampler(self) -> dsample.SamplerConfig:
         """The sampler of the config (model.sampling: steps, guidance, eta, context_frames)."""
         return dsample.SamplerConfig.from_config(self.config.model.sampling)
 
     # ------------------------------------------------------------- frames <-> latents
-    def _check_frames(self, frames: np.ndarray, name: str) -> np.ndarray:
-        frames = np.asarray(frames)
-        if frames.dtype != np.uint8:
-            raise ValueError(f"{name} must be uint8 frames in [0, 255], got dtype {frames.dtype}")
-        if frames.ndim != 5 or frames.shape[2:] != self.frame_shape:
-            raise ValueError(f"{name} must have shape (B, T) + {self.frame_shape}, got {frames.shape}")
-        return frames
-
     def encode(self, frames_BTHW3: np.ndarray) -> np.ndarray:
         """uint8 frames (B, T, H, W, 3) -> normalized continuous latents float32 (B, T, h, w, C)."""
         frames = self._check_frames(frames_BTHW3, "frames")
