@@ -129,13 +129,8 @@ class TestSet:
     def __init__(self, data_dir: Path, split: str, num: int, length: int):
         from teco_jax.data import tfds_io
 
-        meta, sources = tfds_io.load(data_dir)
-        if meta.frame_feature != "video":
-            raise ValueError(f"{data_dir} holds {meta.frame_feature}, not frames: --data must be a raw-frame "
-                             f"dataset (python -m teco_jax.data.build), not a code dataset")
-        if split not in sources:
-            raise ValueError(f"{data_dir} has no split {split!r}; it has {sorted(sources)}")
-        self.source, self.length, self.num = sources[split], length, num
+        meta, self.source = tfds_io.load_frame_split(data_dir, split)
+        self.length, self.num = length, num
         if num > len(self.source):
             raise ValueError(f"--num_videos {num} is more than the {len(self.source)} episodes of "
                              f"{meta.name}/{split}")

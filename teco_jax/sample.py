@@ -41,13 +41,7 @@ def load_episodes(data_dir: Path | str, split: str, num: int, length: int):
     episodes of `split`, cut to their first `length` frames."""
     from teco_jax.data import tfds_io
 
-    meta, sources = tfds_io.load(data_dir)
-    if meta.frame_feature != "video":
-        raise ValueError(f"{data_dir} holds {meta.frame_feature}, not frames: --data must be a raw-frame "
-                         f"dataset (python -m teco_jax.data.build), not a code dataset")
-    if split not in sources:
-        raise ValueError(f"{data_dir} has no split {split!r}; it has {sorted(sources)}")
-    source = sources[split]
+    meta, source = tfds_io.load_frame_split(data_dir, split)
     if num > len(source):
         raise ValueError(f"--num {num} is more than the {len(source)} episodes of {meta.name}/{split}")
     if length > meta.min_length:

@@ -204,3 +204,14 @@ def load(data_dir: Path | str) -> tuple[DatasetMeta, dict[str, "tfds.data_source
     meta = DatasetMeta.load(version_dir)
     sources = tfds.data_source(name, data_dir=str(Path(data_dir)), download=False)
     return meta, dict(sources)
+
+
+def load_frame_split(data_dir: Path | str, split: str) -> tuple[DatasetMeta, "tfds.data_sources.ArrayRecordDataSource"]:
+    """The metadata and one split's source of a raw-frame dataset (not a code dataset), checked."""
+    meta, sources = load(data_dir)
+    if meta.frame_feature != "video":
+        raise ValueError(f"{data_dir} holds {meta.frame_feature}, not frames: --data must be a raw-frame "
+                         f"dataset (python -m teco_jax.data.build), not a code dataset")
+    if split not in sources:
+        raise ValueError(f"{data_dir} has no split {split!r}; it has {sorted(sources)}")
+    return meta, sources[split]
