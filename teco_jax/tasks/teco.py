@@ -97,13 +97,15 @@ class TECOTask(base.Task):
         return {"vq_embeddings": self.vq_embeddings}
 
     # ----------------------------------------------------------------- loss
-    def forward(self, model: TECO, codes_BTHW, actions_BT, key, constants, drop_rate: float):
-        """Everything the loss and the metrics need, for the frames DropLoss keeps."""
+    def forward(self, model: TECO, codes_BTHW, actions_BT, key, constants, drop_rate: float,
+                train: bool = True):
+        """Everything the loss and the metrics need, for the frames DropLoss keeps.
+        Action dropout applies in training only: evaluation conditions on the true actions."""
         m = self.config.model
         k_act, k_drop, k_prior = jax.random.split(key, 3)
         if not m.use_actions:
             actions_BT = jnp.full_like(actions_BT, model.null_action)
-        elif m.action_dropout > 0:
+        elif train and m.action_dropout > 0:
             actions_BT = action_dropout(k_act, actions_BT, m.action_dropout, model.null_action)
         e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0)
         z, vq = model.encode(e)
@@ -164,7 +166,7 @@ def _count(part) -> int:
 @nnx.jit(static_argnums=(0,))
 def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
     m = task.config.model
-    out = task.forward(model, codes, actions, jax.random.key(0), constants, drop_rate=0.0)
+    out = task.forward(model, codes, actions, jax.random.key(0), constants, drop_rate=0.0, train=False)
     h = out["h"]
     b, n = h.shape[:2]
     n_tok = h.shape[-3] * h.shape[-2]

@@ -126,6 +126,26 @@ def test_action_dropout_and_null_action():
     np.testing.assert_array_equal(o1["h"], o2["h"])
 
 
+
+def test_action_dropout_is_for_training_only():
+    """Training drops whole videos' actions; evaluation always conditions on the true actions."""
+    task = teco_task.TECOTask(tiny_config(action_dropout=1.0))
+    model = task.build_model(nnx.Rngs(0))
+    codes = jnp.asarray(np.random.default_rng(1).integers(0, V, (2, T, 8, 8)), jnp.int32)
+    actions = jnp.asarray(np.random.default_rng(2).integers(0, 6, (2, T)), jnp.int32)
+    null = jnp.full_like(actions, model.null_action)
+    const = task.constants()
+
+    @nnx.jit(static_argnums=2)
+    def _run(model, a, train):
+        return task.forward(model, codes, a, jax.random.key(3), const, 0.0, train=train)["h"]
+
+    run = lambda a, train: _run(model, a, train)
+    np.testing.assert_array_equal(run(actions, True), run(null, True))  # rate 1: every video dropped
+    full_h = _h(model, jnp.asarray(task.vq_embeddings)[codes], actions)
+    np.testing.assert_allclose(run(actions, False), full_h[:, 1:], atol=1e-5)  # frames >= n_cond
+    assert float(jnp.abs(run(actions, False) - run(null, False)).max()) > 0
+
 def test_loss_is_finite_and_trains(setup):
     task, model, codes, actions = setup
     graph, params = nnx.split(model)
