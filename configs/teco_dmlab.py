@@ -55,7 +55,14 @@ def teco_config():
 
 
 def tiny(c):
-    """A CPU-sized TECO for 64-frame clips of a tiny VQ-GAN's codes."""
+    """A CPU-sized TECO for 16-frame clips of a tiny VQ-GAN's codes.
+
+    Two departures from the paper's shape, both measured on this CPU at equal steps: the
+    history gets 2x2 temporal tokens per frame (z_ds 2; a single 128-wide token cannot carry
+    the previous frame), and DropLoss keeps half the frames of many short clips, so the
+    decoder and the prior see more frames per step. Teacher-forced next-frame code accuracy
+    at step 600: 0.035 with these settings, 0.009 with z_ds 8 / 64 frames / DropLoss 0.9.
+    """
     m = c.model
     m.vq_vocab = 1024  # the tiny VQ-GAN's codebook
     m.vq_embed_dim = 64
@@ -66,8 +73,10 @@ def tiny(c):
     m.code_dim = 16
     m.transformer.update(dict(width=128, mlp_dim=512, num_heads=4, num_layers=2))
     m.maskgit.update(dict(token_dim=64, width=128, mlp_dim=512, num_heads=4, num_layers=2))
-    c.data.seq_len = 64
-    c.data.batch_size = 4
+    m.z_ds = 2
+    m.drop_loss_rate = 0.5
+    c.data.seq_len = 16
+    c.data.batch_size = 8
     c.optim.lr = 1e-3
     c.optim.end_lr = 1e-4
     c.optim.warmup_steps = 200

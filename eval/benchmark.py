@@ -359,6 +359,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num_grids", type=int, default=2, help="videos written as real | generated | error grids")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the grid videos")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    p.add_argument("--schedule", choices=("draft_revise", "confidence"), default=None,
+                   help="TECO's MaskGIT schedule (default: the config's model.sampling.schedule)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="TECO's MaskGIT sampling temperature (default: the config's, normally 1)")
     p.add_argument("--vqgan", type=Path, default=None, help="VQ-GAN workdir (default: the one TECO records)")
     p.add_argument("--diffusion", type=Path, default=None,
                    help="also evaluate this latent diffusion baseline (its training workdir), on the same videos")
@@ -396,7 +400,9 @@ class Benchmark:
         self.bs = min(args.batch_size, self.n)
         self.notes: list[str] = []
         self.key = jax.random.key(args.seed)
-        sampler = wm.sampler
+        overrides = {k: v for k, v in (("schedule", args.schedule), ("temperature", args.temperature))
+                     if v is not None}
+        self.sampler = sampler = dataclasses.replace(wm.sampler, **overrides)
         self.rollouts = {"teco": TimedRollout(TecoGenerator(wm, wm.window, sampler)),
                          "teco_short": TimedRollout(TecoGenerator(wm, protocol.short_window, sampler)),
                          "uncond": TimedRollout(TecoGenerator(wm, wm.window, sampler))}
@@ -610,7 +616,7 @@ class Benchmark:
                          "model_uncond_context": self.model_context(p.uncond_context),
                          "context_truncated": p.context > wm.window, "num_videos": self.n, "group_size": g,
                          "num_groups": self.n // g, "batch_size": self.bs, "seed": self.args.seed,
-                         "sampler": dataclasses.asdict(wm.sampler), "uncond_actions": self.uncond_actions,
+                         "sampler": dataclasses.asdict(self.sampler), "uncond_actions": self.uncond_actions,
                          "fvd": bool(self.args.fvd), "std": "over groups of group_size videos, ddof 0",
                          "metrics": "PSNR (dB), SSIM (11x11 Gaussian, sigma 1.5), LPIPS (AlexNet) on predicted "
                                     "frames, averaged over time then videos"},

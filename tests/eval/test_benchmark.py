@@ -80,8 +80,8 @@ def runs(setup, tmp_path_factory):
         import eval.fvd
 
         mp.setattr(eval.fvd, "i3d_features", _fake_i3d)
-        assert benchmark.main(_argv(tmp, out / "b", "--fvd", "--seed", "1", "--diffusion",
-                                      str(tmp / "diffusion"))) == 0
+        assert benchmark.main(_argv(tmp, out / "b", "--fvd", "--seed", "1", "--diffusion", str(tmp / "diffusion"),
+                                    "--schedule", "confidence", "--temperature", "0.5")) == 0
     return out / "a", out / "b"
 
 
@@ -98,6 +98,11 @@ def test_cli_writes_results_report_plots_and_videos(runs, capsys):
         assert key in r, key
     p = r["protocol"]
     assert (p["context"], p["predict"], p["model_window"], p["model_context"]) == (CONTEXT, PREDICT, 6, 6)
+    cfg_sampling = r["config"]["model"]["sampling"]
+    assert (p["sampler"]["schedule"], p["sampler"]["temperature"]) == (cfg_sampling["schedule"],
+                                                                        cfg_sampling["temperature"])
+    pb = json.loads((b / "results.json").read_text())["protocol"]["sampler"]
+    assert (pb["schedule"], pb["temperature"]) == ("confidence", 0.5)  # --schedule / --temperature
     assert p["context_truncated"] and p["num_groups"] == 2 and p["preset"] == "dmlab"
     assert any("only the last 6 context frames" in n for n in r["notes"])
     for method in ("teco", "teco_short", "copy_last"):
