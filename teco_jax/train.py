@@ -56,7 +56,10 @@ def main(argv) -> int:
         return 0
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
-    Trainer(config, _WORKDIR.value).train()
+    try:
+        Trainer(config, _WORKDIR.value).train()
+    except KeyboardInterrupt:  # Ctrl-C: the trainer has saved a checkpoint; no traceback for the user
+        return 130
     return 0
 
 
