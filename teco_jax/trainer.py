@@ -166,9 +166,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _request_stop(self, signum, frame):
+        """SIGTERM (preemption) or a first Ctrl-C: finish this step, save, stop. A second Ctrl-C quits at once."""
         del frame
         self._stop_requested = True
-        tqdm.write(f"received signal {signum}: saving a checkpoint and stopping after this step")
+        if signum == signal.SIGINT:
+            self._interrupted = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            tqdm.write("Ctrl-C: saving a checkpoint and stopping after this step (Ctrl-C again to quit at once)")
+        else:
+            tqdm.write(f"received signal {signum}: saving a checkpoint and stopping after this step")
 
     def train(self, num_steps: int | None = None) -> TrainState:
         cfg, tcfg = self.config, self.config.train
@@ -188,7 +194,9 @@ class Trainer:
             state = self.create_state()
         constants = self.device_constants()
         start = int(state.step)
+        self._interrupted = False
         previous = signal.signal(signal.SIGTERM, self._request_stop)
+        previous_int = signal.signal(signal.SIGINT, self._request_stop)
         bar = tqdm(total=num_steps, initial=start, desc=f"train {cfg.task}", disable=not lead,
                    dynamic_ncols=True, unit="step")
         step_fn, t_last, steps_since = None, time.perf_counter(), 0
@@ -226,24 +234,34 @@ class Trainer:
                 if self._stop_requested:
                     ckpt.wait()
                     if lead:
-                        tqdm.write(f"stopped at step {done}; checkpoint saved; rerun to resume")
+                        what = "interrupted" if self._interrupted else "stopped"
+                        tqdm.write(f"{what} at step {done}; checkpoint saved; rerun the same command to resume")
                     break
             else:
                 if num_steps > start:
                     self._evaluate(state, constants, writer, num_steps)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop: save what we have, if we can
             done = int(state.step)
-            ckpt.save(done, state, data_iter, force=True)
-            ckpt.wait()
+            try:
+                ckpt.wait()
+                if ckpt.latest_step() != done:
+                    ckpt.save(done, state, data_iter, force=True)
+                    ckpt.wait()
+                saved = f"checkpoint {done} saved"
+            except Exception as e:  # noqa: BLE001 - checkpoints are atomic: the last complete one stays
+                saved = f"could not save step {done} ({e}); the last complete checkpoint is {ckpt.latest_step()}"
             if lead:
-                tqdm.write(f"interrupted at step {done}; checkpoint saved; rerun the same command to resume")
+                tqdm.write(f"interrupted at step {done}; {saved}; rerun the same command to resume")
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
             bar.close()
             ckpt.wait()
             ckpt.close()
             writer.close()
+        if self._interrupted:
+            raise KeyboardInterrupt  # the caller (teco_jax.train: exit code 130, no traceback) stops too
         return state
 
     def _print_memory(self, step_fn, state, batch, constants) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from teco_jax import checkpoint, trainer
 from tests.toy_task import toy_config
@@ -67,18 +68,23 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tfds_dir, tmp_path):
+@pytest.mark.parametrize("sig, returncode, message", [(signal.SIGTERM, 0, "stopped at step"),
+                                                      (signal.SIGINT, 130, "interrupted at step")])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tfds_dir, tmp_path, sig, returncode, message):
+    """SIGTERM (a scheduler's preemption) and SIGINT (Ctrl-C) both save the current step, say so, and
+    exit without a traceback; rerunning the command resumes from there."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(_cli(tmp_path, tfds_dir, 10**6), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and not list((tmp_path / "checkpoints").glob("[0-9]*")):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    assert "checkpoint saved" in out
+    assert proc.returncode == returncode, out
+    assert "checkpoint saved" in out and "Traceback" not in out, out
     ckpt = checkpoint.Checkpointer(tmp_path)
     step = ckpt.latest_step()
     ckpt.close()
     assert step is not None and 100 <= step < 10**6
+    assert f"{message} {step}" in out, out
