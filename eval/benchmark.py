@@ -400,9 +400,7 @@ class Benchmark:
         self.bs = min(args.batch_size, self.n)
         self.notes: list[str] = []
         self.key = jax.random.key(args.seed)
-        overrides = {k: v for k, v in (("schedule", args.schedule), ("temperature", args.temperature))
-                     if v is not None}
-        self.sampler = sampler = dataclasses.replace(wm.sampler, **overrides)
+        self.sampler = sampler = wm.sampler.override(schedule=args.schedule, temperature=args.temperature)
         self.rollouts = {"teco": TimedRollout(TecoGenerator(wm, wm.window, sampler)),
                          "teco_short": TimedRollout(TecoGenerator(wm, protocol.short_window, sampler)),
                          "uncond": TimedRollout(TecoGenerator(wm, wm.window, sampler))}

@@ -20,6 +20,7 @@ TIMINGS="$RUN/timings.tsv"
 stage() { echo; echo "=== [$(date +%H:%M:%S)] $*"; STAGE_NAME="$1"; STAGE_T0=$(date +%s); }
 stage_done() { printf '%s\t%s\n' "$STAGE_NAME" "$(( $(date +%s) - STAGE_T0 ))" >> "$TIMINGS"; }
 trained() { [ -d "$1/checkpoints/$2" ]; }  # the checkpoint of the last step exists
+built() { ls "$1"/*/1.0.0/teco_meta.json >/dev/null 2>&1; }  # a complete TFDS dataset is there
 
 stage "1/6" "generate $EPISODES DMLab-style maze episodes -> $RUN/maze"
 python -m data_gen.maze --episodes "$EPISODES" --out "$RUN/maze" --seed 0 --workers 2 \
@@ -27,7 +28,7 @@ python -m data_gen.maze --episodes "$EPISODES" --out "$RUN/maze" --seed 0 --work
 stage_done
 
 stage "2/6" "convert to a TFDS array_record dataset -> $RUN/maze_tfds"
-if ls "$RUN"/maze_tfds/*/1.0.0/teco_meta.json >/dev/null 2>&1; then
+if built "$RUN/maze_tfds"; then
     echo "already built, skipping"
 else
     rm -rf "$RUN/maze_tfds"
@@ -47,7 +48,7 @@ fi
 stage_done
 
 stage "4/6" "pre-encode the dataset into VQ-GAN codes -> $RUN/maze_codes"
-if ls "$RUN"/maze_codes/*/1.0.0/teco_meta.json >/dev/null 2>&1; then
+if built "$RUN/maze_codes"; then
     echo "already encoded, skipping"
 else
     rm -rf "$RUN/maze_codes"

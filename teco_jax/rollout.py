@@ -43,6 +43,10 @@ class Sampler:
     def from_config(cls, cfg) -> "Sampler":
         return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name in cfg})
 
+    def override(self, **changes) -> "Sampler":
+        """A copy with the given fields replaced; None keeps a field (optional command-line flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
     def sample(self, prior, h_BnD: jax.Array, key: jax.Array) -> jax.Array:
         if self.schedule == "draft_revise":
             return prior.sample_draft_revise(h_BnD, key, self.draft_steps, self.revise_steps, self.revise_rounds,

@@ -20,7 +20,6 @@ Prints the generation speed in frames/s at the end.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 import warnings
@@ -142,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    sampler = wm.sampler
-    overrides = {k: v for k, v in (("schedule", args.schedule), ("temperature", args.temperature)) if v is not None}
-    sampler = dataclasses.replace(sampler, **overrides)
+    sampler = wm.sampler.override(schedule=args.schedule, temperature=args.temperature)
     args.out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(args.seed)
     num_videos = args.num if args.videos is None else min(args.videos, args.num)

@@ -85,3 +85,10 @@ def test_draft_revise_makes_24_maskgit_calls_per_frame_and_reveals_every_positio
         np.testing.assert_array_equal(counts[8:], group)  # each revision resamples one group of N / 8
         for r in range(2):  # ... and each round of 8 revisions covers every position exactly once
             np.testing.assert_array_equal(masks[8 + 8 * r:16 + 8 * r].sum(0), 1)
+
+
+def test_sampler_override_replaces_given_fields_only():
+    base = rollout.Sampler(schedule="draft_revise", temperature=1.0)
+    assert base.override(schedule=None, temperature=None) == base
+    assert base.override(schedule="confidence", temperature=None) == rollout.Sampler(schedule="confidence")
+    assert base.override(temperature=0.5).temperature == 0.5
