@@ -117,12 +117,16 @@ class TECOTask(base.Task):
         logits = model.decode_logits(z_n, h_n)
         return dict(idx=idx, h=h_n, z_codes=zcodes_n, codes=codes_n, logits=logits, vq=vq, key=k_prior)
 
+    def prior_condition(self, out: dict) -> jax.Array:
+        """What the MaskGIT prior is conditioned on: h_t (diagnostics may substitute an oracle)."""
+        return out["h"]
+
     def loss(self, model, batch, key, step, constants):
         m = self.config.model
         out = self.forward(model, batch["codes"], batch["actions"], key, constants, m.drop_loss_rate)
         hw = out["codes"].shape[-2] * out["codes"].shape[-1]
         recon_ce = losses.cross_entropy_with_label_smoothing(out["logits"], out["codes"], m.label_smoothing)
-        h = out["h"]
+        h = self.prior_condition(out)
         n_tok = h.shape[-3] * h.shape[-2]
         prior_ce, prior_metrics = model.prior.loss(out["z_codes"].reshape(-1, n_tok),
                                                    h.reshape(-1, n_tok, h.shape[-1]), out["key"])
