@@ -1,6 +1,6 @@
 """Diagnostic: how fast does TECO learn a video whose next frame is fully determined?
 
-    python scripts/teco_stripes_probe.py [--steps 1000] [--prior_cond h|oracle] [--codebook_size 256]
+    python scripts/teco_stripes_probe.py [--steps 1000] [--prior_cond h|oracle] [--set model.z_ds=1 ...]
 
 Every video is vertical stripes over an 8x8 code grid: column j of frame t holds
 palette[(j + phase_t) mod 4], with a random 4-code palette per video and the phase moved
@@ -19,6 +19,7 @@ off the history.
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 
 import jax
@@ -29,6 +30,7 @@ from flax import nnx
 
 from teco_jax import config_base
 from teco_jax.tasks.teco import TECOTask, take_frames
+from teco_jax.trainer import config_replace
 
 FRAMES, GRID, PALETTE, VOCAB = 6, 8, 4, 8
 
@@ -52,14 +54,20 @@ class OraclePriorTask(TECOTask):
         return jax.lax.stop_gradient(take_frames(out["vq"]["z_cont"], out["idx"]))
 
 
-def probe_config(codebook_size: int):
+def probe_config(overrides: list[str]):
+    """The tiny preset on the stripes world, then `key=value` overrides (values as Python literals)."""
     c = config_base.from_file("configs/teco_dmlab.py:tiny")
-    c.unlock()
-    c.model.update(dict(vqgan_dir="random", vq_vocab=VOCAB, vq_grid=(GRID, GRID), num_actions=3,
-                        action_dropout=0.0, codebook_size=codebook_size))
-    c.data.seq_len, c.data.batch_size = FRAMES, 8
-    c.lock()
-    return c
+    updates = {"model.vqgan_dir": "random", "model.vq_vocab": VOCAB, "model.vq_grid": (GRID, GRID),
+               "model.num_actions": 3, "model.action_dropout": 0.0, "data.seq_len": FRAMES, "data.batch_size": 8}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        try:
+            updates[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            updates[key] = value
+    return config_replace(c, **updates)
 
 
 def main(argv=None) -> None:
@@ -68,10 +76,11 @@ def main(argv=None) -> None:
     p.add_argument("--every", type=int, default=250)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--prior_cond", choices=("h", "oracle"), default="h")
-    p.add_argument("--codebook_size", type=int, default=256)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. model.codebook_size=64 model.z_ds=1")
     args = p.parse_args(argv)
 
-    config = probe_config(args.codebook_size)
+    config = probe_config(args.set)
     task = (OraclePriorTask if args.prior_cond == "oracle" else TECOTask)(config)
     model = task.build_model(nnx.Rngs(0))
     constants = task.constants()
@@ -89,7 +98,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     test = [stripes(np.random.default_rng(1), 32)]
     start = time.time()
-    print(f"prior conditioned on {args.prior_cond}; TECO codebook {args.codebook_size}")
+    print(f"prior conditioned on {args.prior_cond}; overrides: {' '.join(args.set) or 'none'}")
     for i in range(1, args.steps + 1):
         batch = {k: jnp.asarray(v) for k, v in stripes(rng, config.data.batch_size).items()}
         metrics = train_step(model, optimizer, batch, jax.random.key(i))
