@@ -72,10 +72,11 @@ def probe_config(overrides: list[str]):
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--every", type=int, default=250)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--prior_cond", choices=("h", "oracle"), default="h")
+    p.add_argument("--steps", type=int, default=1000, help="training steps (batch 8)")
+    p.add_argument("--every", type=int, default=250, help="evaluate and print every this many steps")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant)")
+    p.add_argument("--prior_cond", choices=("h", "oracle"), default="h",
+                   help="what the prior reads: h_t (TECO) or the encoder's output for frame t (oracle)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. model.codebook_size=64 model.z_ds=1")
     args = p.parse_args(argv)
