@@ -1,6 +1,7 @@
 """Diagnostic: how fast does TECO learn a video whose next frame is fully determined?
 
-    python scripts/teco_stripes_probe.py [--steps 1000] [--prior_cond h|oracle] [--set model.z_ds=1 ...]
+    python scripts/teco_stripes_probe.py [--steps 1000] [--prior_cond h|oracle] \
+        [--config configs/teco_dmlab.py:tiny --config.model.z_ds=1 ...]
 
 Every video is vertical stripes over an 8x8 code grid: column j of frame t holds
 palette[(j + phase_t) mod 4], with a random 4-code palette per video and the phase moved
@@ -8,8 +9,9 @@ by the action (0: -1, 1: +1, 2: stay). Frame t is a function of frame 0 and the 
 so a model that tracks the phase predicts every frame exactly, while copying the previous
 frame is right only where the stripes did not move.
 
-The model is the `configs/teco_dmlab.py:tiny` TECO (same widths and depths) on an 8x8
-grid of random VQ embeddings. The script prints teacher-forced accuracies on a fixed test
+The model is the `--config` TECO (default: the tiny preset's widths and depths; override
+keys as for `teco_jax.train`) on an 8x8 grid of random VQ embeddings; the stripes world
+sets the grid, vocabulary, actions and clip length. The script prints teacher-forced accuracies on a fixed test
 batch as training goes. `--prior_cond oracle` conditions the MaskGIT prior on the
 encoder's own continuous output for frame t (which fixes z_t) instead of h_t: the gap
 between the two runs shows how much of TECO's error is the prior failing to read z_t
@@ -18,17 +20,20 @@ off the history.
 
 from __future__ import annotations
 
-import argparse
-import ast
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 from flax import nnx
+from ml_collections import config_flags
+from tqdm import tqdm
 
 from teco_jax import config_base
+from teco_jax.config_base import parse_flags
 from teco_jax.tasks.teco import TECOTask, take_frames
 from teco_jax.trainer import config_replace
 
@@ -54,38 +59,25 @@ class OraclePriorTask(TECOTask):
         return jax.lax.stop_gradient(take_frames(out["vq"]["z_cont"], out["idx"]))
 
 
-def probe_config(overrides: list[str]):
-    """The tiny preset on the stripes world, then `key=value` overrides (values as Python literals)."""
-    c = config_base.from_file("configs/teco_dmlab.py:tiny")
-    updates = {"model.vqgan_dir": "random", "model.vq_vocab": VOCAB, "model.vq_grid": (GRID, GRID),
-               "model.num_actions": 3, "model.action_dropout": 0.0, "data.seq_len": FRAMES, "data.batch_size": 8}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        try:
-            updates[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            updates[key] = value
-    return config_replace(c, **updates)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "TECO config whose model is probed "
+                                         "(default: configs/teco_dmlab.py:tiny)", lock_config=True)
+_STEPS = flags.DEFINE_integer("steps", 1000, "training steps (batch 8)", lower_bound=1)
+_EVERY = flags.DEFINE_integer("every", 250, "evaluate and print every this many steps", lower_bound=1)
+_LR = flags.DEFINE_float("lr", 1e-3, "Adam learning rate (constant)", lower_bound=0.0)
+_PRIOR_COND = flags.DEFINE_enum("prior_cond", "h", ["h", "oracle"],
+                                "what the prior reads: h_t (TECO) or the encoder's output for frame t (oracle)")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1000, help="training steps (batch 8)")
-    p.add_argument("--every", type=int, default=250, help="evaluate and print every this many steps")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (constant)")
-    p.add_argument("--prior_cond", choices=("h", "oracle"), default="h",
-                   help="what the prior reads: h_t (TECO) or the encoder's output for frame t (oracle)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. model.codebook_size=64 model.z_ds=1")
-    args = p.parse_args(argv)
-
-    config = probe_config(args.set)
-    task = (OraclePriorTask if args.prior_cond == "oracle" else TECOTask)(config)
+def main(argv) -> int:
+    del argv
+    world = {"model.vqgan_dir": "random", "model.vq_vocab": VOCAB, "model.vq_grid": (GRID, GRID),
+             "model.num_actions": 3, "model.action_dropout": 0.0, "data.seq_len": FRAMES, "data.batch_size": 8}
+    config = config_replace(_CONFIG.value or config_base.from_file("configs/teco_dmlab.py:tiny"), **world)
+    oracle = _PRIOR_COND.value == "oracle"
+    task = (OraclePriorTask if oracle else TECOTask)(config)
     model = task.build_model(nnx.Rngs(0))
     constants = task.constants()
-    optimizer = nnx.Optimizer(model, optax.adam(args.lr), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, optax.adam(_LR.value), wrt=nnx.Param)
 
     @nnx.jit
     def train_step(model, optimizer, batch, key):
@@ -99,18 +91,19 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     test = [stripes(np.random.default_rng(1), 32)]
     start = time.time()
-    print(f"prior conditioned on {args.prior_cond}; overrides: {' '.join(args.set) or 'none'}")
-    for i in range(1, args.steps + 1):
+    print(f"prior conditioned on {_PRIOR_COND.value}")
+    for i in tqdm(range(1, _STEPS.value + 1), desc="stripes probe", unit="step", dynamic_ncols=True):
         batch = {k: jnp.asarray(v) for k, v in stripes(rng, config.data.batch_size).items()}
         metrics = train_step(model, optimizer, batch, jax.random.key(i))
-        if i % args.every == 0:
+        if i % _EVERY.value == 0:
             line = f"step {i:5d} ({time.time() - start:4.0f} s)  train prior_acc {float(metrics['prior_acc']):.3f}"
             ev = task.evaluate(model, iter(test), constants)
-            if args.prior_cond == "h":  # evaluation samples the prior from h_t: meaningless for the oracle
+            if not oracle:  # evaluation samples the prior from h_t: meaningless for the oracle
                 line += f"  test: next_frame_acc {ev['next_frame_acc']:.3f}"
             line += f"  recon_acc {ev['recon_acc']:.3f}  copy_prev_acc {ev['copy_prev_acc']:.3f}"
-            print(line, flush=True)
+            tqdm.write(line)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(app.run(main, flags_parser=parse_flags))

@@ -101,3 +101,25 @@ def check_preset(arg: str, presets: tuple[str, ...]) -> str:
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; choose one of {presets} (\"\" = paper size)")
     return arg
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parser for `app.run(main, flags_parser=parse_flags)`: like absl's own, but an
+    override of a key the config does not have (`--config.model.nope=1`) is a one-line error
+    naming the flag, not a traceback."""
+    import sys
+
+    from absl import app
+
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (KeyError, AttributeError) as e:
+        overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
+        detail = e
+        while isinstance(detail, BaseException) and detail.args:  # ml_collections nests KeyError in AttributeError
+            detail = detail.args[0]
+        key, _, hint = str(detail).partition("\n")  # "'key'" and maybe "Did you mean ...?"
+        key = key.strip("'")
+        hint = f"; {hint[0].lower()}{hint[1:]}" if hint else ""
+        sys.stderr.write(f"FATAL Flags parsing error: the config has no key {key!r} ({overrides}){hint}\n")
+        sys.exit(1)

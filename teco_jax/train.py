@@ -64,4 +64,6 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    from teco_jax.config_base import parse_flags
+
+    sys.exit(app.run(main, flags_parser=parse_flags))

@@ -88,3 +88,14 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tfds_dir, tmp_pa
     ckpt.close()
     assert step is not None and 100 <= step < 10**6
     assert f"{message} {step}" in out, out
+
+
+def test_unknown_config_key_on_the_command_line_is_a_one_line_error():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "teco_jax.train", "--config", "configs/teco_dmlab.py:tiny",
+                          "--config.model.codebok_size=64", "--dry_run"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1
+    assert "the config has no key 'codebok_size' (--config.model.codebok_size=64)" in out.stderr, out.stderr
+    assert 'did you mean "codebook_size"' in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
