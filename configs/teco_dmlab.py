@@ -3,7 +3,9 @@
     python -m teco_jax.train --config configs/teco_dmlab.py:tiny --workdir runs/teco \
         --config.data.dir=runs/maze_codes
 
-Presets: "" (paper size: ~172 M parameters excluding the VQ-GAN), "tiny" (2-core CPU).
+Presets: "" (paper size: ~172 M parameters excluding the VQ-GAN), "tiny" (2-core CPU),
+"cpu" (the CPU-scale world of `python -m data_gen.maze --preset cpu` and the `vqgan_dmlab.py:cpu`
+tokenizer: 8x8 codes of 32x32 frames, 128-frame window; see docs/cpu_world.md).
 The VQ-GAN is the one recorded in the code dataset (teco_jax.encode), unless
 config.model.vqgan_dir names one.
 """
@@ -39,6 +41,7 @@ def teco_config():
     m.n_cond = 1
     m.drop_loss_rate = 0.9
     m.label_smoothing = 0.01
+    m.z_dropout = 0.0  # not in the paper: P(decoder reads z_t = 0) per training frame (tasks/teco.py)
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0))
 
@@ -90,10 +93,29 @@ def tiny(c):
     return c
 
 
+def cpu(c):
+    """The tiny TECO for the CPU world: its window (data.seq_len = 128 frames, whole episodes)
+    covers the benchmark's context and predicted frames, so it can show memory."""
+    c = tiny(c)
+    m = c.model
+    m.vq_vocab = 128
+    m.vq_grid = (8, 8)
+    m.z_ds = 2
+    m.codebook_size = 64
+    m.drop_loss_rate = 0.75
+    m.z_dropout = 0.5
+    c.data.seq_len = 128
+    c.data.batch_size = 8
+    c.train.eval_batch_size = 8
+    return c
+
+
 def get_config(arg: str = ""):
-    preset = config_base.check_preset(arg, ("", "tiny"))
+    preset = config_base.check_preset(arg, ("", "tiny", "cpu"))
     c = teco_config()
     if preset == "tiny":
         c = tiny(c)
+    elif preset == "cpu":
+        c = cpu(c)
     c.lock()
     return c

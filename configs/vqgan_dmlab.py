@@ -3,7 +3,8 @@
     python -m teco_jax.train --config configs/vqgan_dmlab.py:tiny --workdir runs/vqgan \
         --config.data.dir=runs/quickstart/maze_tfds
 
-Presets: "" (full size, for accelerators), "tiny" (trains on a 2-core CPU in minutes).
+Presets: "" (full size, for accelerators), "tiny" (trains on a 2-core CPU in minutes),
+"cpu" (the CPU-scale world, `python -m data_gen.maze --preset cpu`: 32x32 frames -> 8x8 codes).
 """
 
 from teco_jax import config_base
@@ -80,10 +81,24 @@ def tiny(c):
     return c
 
 
+def cpu(c):
+    """The tiny model on the CPU world's 32x32 frames, with a codebook sized for its flat
+    colours: 128 codes keep TECO's targets few (see docs/cpu_world.md)."""
+    c = tiny(c)
+    c.model.codebook_size = 128
+    c.data.batch_size = 16
+    c.loss.disc_start = 2_500
+    c.optim.decay_steps = 3_000
+    c.train.num_steps = 3_000
+    return c
+
+
 def get_config(arg: str = ""):
-    preset = config_base.check_preset(arg, ("", "tiny"))
-    c = vqgan_config(resolution=64, channel_mult=(1, 2, 2))
+    preset = config_base.check_preset(arg, ("", "tiny", "cpu"))
+    c = vqgan_config(resolution=32 if preset == "cpu" else 64, channel_mult=(1, 2, 2))
     if preset == "tiny":
         c = tiny(c)
+    elif preset == "cpu":
+        c = cpu(c)
     c.lock()
     return c

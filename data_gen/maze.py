@@ -42,7 +42,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from data_gen.common import Generator, add_common_flags, run
-from data_gen.textures import texture_bank
+from data_gen.textures import FLAT_FLOORS, FLAT_WALLS, flat_bank, texture_bank
 from eval.revisit import revisit_mask
 
 ACTIONS = ("forward", "backward", "strafe_left", "strafe_right", "turn_left", "turn_right")
@@ -50,6 +50,7 @@ FORWARD, BACKWARD, STRAFE_LEFT, STRAFE_RIGHT, TURN_LEFT, TURN_RIGHT = range(6)
 
 REVISIT_SPLIT = 144  # summarize(): frames [0, 144) are the memory, [144, T) are scored
 REVISIT_MAX_ANGLE = math.pi / 4
+TEXTURE_FAMILIES = ("mixed", "flat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +72,9 @@ class MazeConfig:
     textures per episode (each wall segment gets one of them at random).
     texture_size: texels per texture side (power of two). shade_levels, fog:
     distance shading (fog = 0 turns it off). tint: max per-episode random
-    lighting tint per channel.
+    lighting tint per channel. texture_family: "mixed" (the patterned bank of
+    data_gen.textures.texture_bank) or "flat" (flat_bank: flat wall colours with seams,
+    plain floor and ceiling; for the CPU-scale preset).
     """
 
     size: int = 7
@@ -93,6 +96,7 @@ class MazeConfig:
     shade_levels: int = 32
     fog: float = 0.18
     tint: float = 0.15
+    texture_family: str = "mixed"
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for settings that cannot work."""
@@ -121,6 +125,11 @@ class MazeConfig:
         need(self.shade_levels >= 1, f"shade_levels must be >= 1, got {self.shade_levels}")
         need(self.fog >= 0.0, f"fog must be >= 0, got {self.fog}")
         need(0.0 <= self.tint < 1.0, f"tint must be in [0, 1), got {self.tint}")
+        need(self.texture_family in TEXTURE_FAMILIES,
+             f"texture_family must be one of {TEXTURE_FAMILIES}, got {self.texture_family!r}")
+        if self.texture_family == "flat":
+            need(self.wall_textures <= FLAT_WALLS,
+                 f"the flat family has {FLAT_WALLS} wall colours, got wall_textures={self.wall_textures}")
 
 
 # ----------------------------------------------------------------------------- maze
@@ -368,10 +377,22 @@ def _shade_factors(config: MazeConfig) -> np.ndarray:
     return np.maximum(np.exp(-config.fog * d), 0.15)
 
 
+def textures_of(config: MazeConfig) -> np.ndarray:
+    """The texture bank that config.texture_family names."""
+    if config.texture_family == "flat":
+        return flat_bank(config.texture_size)
+    return texture_bank(config.texture_size)
+
+
 def episode_textures(rng: np.random.Generator, config: MazeConfig) -> tuple[np.ndarray, int, int, np.ndarray]:
     """Draw an episode's look: (wall texture ids (K,), floor id, ceiling id, RGB tint (3,))."""
-    bank_size = len(texture_bank(config.texture_size))
     k = config.wall_textures
+    if config.texture_family == "flat":
+        walls = rng.choice(FLAT_WALLS, size=k, replace=False)
+        floor, ceil = rng.choice(FLAT_FLOORS, size=2, replace=False) + FLAT_WALLS
+        tint = rng.uniform(1.0 - config.tint, 1.0 + config.tint, 3)
+        return walls, int(floor), int(ceil), tint
+    bank_size = len(texture_bank(config.texture_size))
     ids = rng.choice(bank_size, size=k + 2, replace=k + 2 > bank_size)
     tint = rng.uniform(1.0 - config.tint, 1.0 + config.tint, 3) * rng.uniform(0.85, 1.1)
     return ids[:k], int(ids[k]), int(ids[k + 1]), tint
@@ -387,7 +408,7 @@ def build_table(wall_ids: np.ndarray, floor_id: int, ceil_id: int, tint: np.ndar
       ceiling, same layout as floor          at offset (K*2+1)*L*TS*TS
     Walls are stored column-major so that a screen column reads consecutive texels.
     """
-    bank = texture_bank(config.texture_size).astype(np.float32)
+    bank = textures_of(config).astype(np.float32)
     shade = _shade_factors(config).astype(np.float32)
     side = np.array([1.0, Y_SIDE_SHADE], np.float32)
     tint = np.asarray(tint, np.float32)
@@ -598,11 +619,28 @@ def revisit_fraction(pose: np.ndarray, split: int = REVISIT_SPLIT,
 
 
 def summarize(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """{"revisit_fraction": (B,)}, see revisit_fraction."""
-    return {"revisit_fraction": revisit_fraction(batch["pose"])}
+    """{"revisit_fraction": (B,)}, see revisit_fraction; episodes of at most REVISIT_SPLIT
+    frames (the cpu preset's) split at their middle instead."""
+    t = batch["pose"].shape[1]
+    return {"revisit_fraction": revisit_fraction(batch["pose"], REVISIT_SPLIT if t > REVISIT_SPLIT else t // 2)}
 
 
 GENERATOR = Generator(name="maze", generate=generate, action_names=ACTIONS, summarize=summarize)
+
+
+# ----------------------------------------------------------------------------- presets
+
+# Named starting points for the CLI's --preset (explicit flags override them).
+# "dmlab": the DMLab-style 64x64 world of TECO's benchmark. "cpu": a world in which a small
+# TECO learns dynamics and memory within minutes on a 2-core CPU (docs/cpu_world.md gives
+# the measurements behind each setting): 32x32 frames, flat-coloured walls with seams and
+# plain floors (few, large regions instead of texture detail), a 5x5 maze patrolled by a
+# 3-target tour so places come back, 128-frame episodes.
+PRESETS = {
+    "dmlab": MazeConfig(),
+    "cpu": MazeConfig(size=5, resolution=32, episode_length=128, texture_family="flat", texture_size=8,
+                      wall_textures=4, tint=0.1, fog=0.12, shade_levels=8, target_radius=4),
+}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -615,7 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common_flags(parser)
     d = MazeConfig()
-    maze = parser.add_argument_group("maze")
+    maze = parser.add_argument_group("maze (defaults: the --preset's; the values shown are dmlab's)")
+    maze.add_argument("--preset", choices=sorted(PRESETS), default="dmlab",
+                      help="a named world; any flag below overrides one of its settings")
     maze.add_argument("--size", type=int, default=d.size, help="maze cells per side (>= 2)")
     maze.add_argument("--resolution", type=int, default=d.resolution, help="frame height = width in pixels (>= 8)")
     maze.add_argument("--episode_length", type=int, default=d.episode_length, help="frames per episode")
@@ -641,7 +681,19 @@ def build_parser() -> argparse.ArgumentParser:
     maze.add_argument("--wall_textures", type=int, default=d.wall_textures, help="distinct wall textures per episode")
     maze.add_argument("--texture_size", type=int, default=d.texture_size, help="texels per texture side (power of 2)")
     maze.add_argument("--fog", type=float, default=d.fog, help="distance darkening rate (0 = off)")
+    maze.add_argument("--shade_levels", type=int, default=d.shade_levels, help="distance shading levels")
+    maze.add_argument("--tint", type=float, default=d.tint, help="max per-episode lighting tint per channel")
+    maze.add_argument("--texture_family", choices=TEXTURE_FAMILIES, default=d.texture_family,
+                      help="mixed: patterned textures; flat: flat wall colours with seams, plain floors")
     return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parse the CLI: flags left out take the --preset's values."""
+    parser = build_parser()
+    pre, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**dataclasses.asdict(PRESETS[pre.preset]))
+    return parser, parser.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> MazeConfig:
@@ -652,8 +704,7 @@ def config_from_args(args: argparse.Namespace) -> MazeConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, args = parse_args(argv)
     try:
         cfg = config_from_args(args)
     except ValueError as e:

@@ -206,3 +206,33 @@ def texture_bank(size: int = 32, variants: int = 8) -> np.ndarray:
         out[k] = np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     out.flags.writeable = False
     return out
+
+
+# ----------------------------------------------------------------------------- flat family
+
+FLAT_WALLS = 12  # wall panels in the flat bank; floor/ceiling colours follow them
+FLAT_FLOORS = 6
+
+
+@functools.lru_cache(maxsize=8)
+def flat_bank(size: int = 8) -> np.ndarray:
+    """A bank for CPU-scale worlds: uint8 (FLAT_WALLS + FLAT_FLOORS, size, size, 3), read-only.
+
+    Entries [0, FLAT_WALLS) are wall panels: one saturated colour (hues evenly spaced round
+    the colour wheel, alternating brightness) with a dark one-texel seam at both vertical
+    edges, so that where one wall segment ends is visible and walking past it moves the seam.
+    Entries [FLAT_WALLS, FLAT_WALLS + FLAT_FLOORS) are plain, unsaturated floor/ceiling
+    colours. Without texture detail a frame is a few large flat regions: a small tokenizer
+    codes it with few distinct codes, and what changes between frames is geometry alone.
+    """
+    if size < 8 or size & (size - 1):
+        raise ValueError(f"texture size must be a power of two >= 8, got {size}")
+    out = np.empty((FLAT_WALLS + FLAT_FLOORS, size, size, 3), np.float64)
+    for k in range(FLAT_WALLS):
+        out[k] = _hsv(k / FLAT_WALLS, 0.75, 0.95 if k % 2 == 0 else 0.7)
+        out[k, :, [0, size - 1]] *= 0.35  # the seams (texture columns u = 0 and u = size-1)
+    for k in range(FLAT_FLOORS):
+        out[FLAT_WALLS + k] = _hsv(k / FLAT_FLOORS + 0.08, 0.2, 0.3 + 0.5 * k / (FLAT_FLOORS - 1))
+    bank = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    bank.flags.writeable = False
+    return bank

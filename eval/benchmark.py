@@ -21,6 +21,8 @@ b. Baselines in the same run, scored the same way: `copy_last` (every predicted 
 c. Revisit consistency: predicted frames split by `eval.revisit.revisit_mask` against the
    whole context (the dataset's poses) into revisited and new places; every metric of every
    method on both (frames pooled per group; mean ± std over groups that have such frames).
+   A third set, "memory" (`eval.revisit.memory_mask`), holds the revisits of places that only
+   the context frames before the short window showed: the long-range memory test.
 d. Unconditional rollouts: `uncond_context` frames in, `uncond_predict` out, with the null
    action (the episodes' actions if the model never saw the null action in training); with
    --fvd, FVD (`eval.fvd`) between the real and generated whole clips.
@@ -84,8 +86,13 @@ class Protocol:
         return max(self.context + self.predict, self.uncond_context + self.uncond_predict)
 
 
-# Both TECO datasets use the same protocol (spec §6); they differ in frame size.
-PRESETS = {"dmlab": (Protocol(), 64), "minecraft": (Protocol(), 128)}
+# Both TECO datasets use the same protocol (spec §6); they differ in frame size. "cpu" is the
+# protocol scaled down to the CPU-scale world's 128-frame episodes (`data_gen.maze --preset
+# cpu`, 32x32): 64 context + 64 predicted frames, all inside the cpu TECO's 128-frame window,
+# and a short window of 16 frames, so revisits of places seen only in context frames [0, 48)
+# test memory.
+PRESETS = {"dmlab": (Protocol(), 64), "minecraft": (Protocol(), 128),
+           "cpu": (Protocol(context=64, predict=64, uncond_context=16, uncond_predict=112, short_window=16), 32)}
 
 
 def default_preset(resolution: int) -> str:
@@ -571,19 +578,22 @@ class Benchmark:
     def revisit(self) -> dict:
         if self.pose is None:
             return {"available": False, "note": "the dataset has no poses"}
-        from eval.revisit import revisit_mask
+        from eval.revisit import memory_mask, revisit_mask
 
         c, pr, g = self.p.context, self.p.predict, self.args.group_size
         mask = revisit_mask(self.pose[:, :c + pr], c)  # (N, predict)
+        memory = memory_mask(self.pose[:, :c + pr], c, self.p.short_window)
         out = {"available": True, "max_angle_deg": 45.0, "fraction": float(mask.mean()),
                "revisited_frames": int(mask.sum()), "new_frames": int((~mask).sum()),
+               "memory_frames": int(memory.sum()), "short_window": self.p.short_window,
                "fraction_per_video": mask.mean(axis=1).tolist(), "methods": {}}
         k = self.model_context(c)
         if k < c:  # how many of those places the model's (truncated) context still shows
             out["model_context"] = k
             out["revisited_in_model_context"] = int(revisit_mask(self.pose[:, c - k:c + pr], k).sum())
         for method in self.methods:
-            out["methods"][method] = {k: {"revisited": masked_stats(v, mask, g), "new": masked_stats(v, ~mask, g)}
+            out["methods"][method] = {k: {"revisited": masked_stats(v, mask, g), "new": masked_stats(v, ~mask, g),
+                                          "memory": masked_stats(v, memory, g)}
                                       for k, v in self.per_frame[method].items()}
         return out
 
@@ -600,11 +610,11 @@ class Benchmark:
                 if kind in self.fvd_feats:
                     fvd[method] = frechet_distance(real, np.concatenate(self.fvd_feats[kind]))
         speed = {name: r.speed() for name, r in self.rollouts.items()}
-        step = self.args.step if self.args.step is not None else world_model.checkpoint_steps(self.args.checkpoint)[-1]
+        step = wm.step
         return {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "checkpoint": str(self.args.checkpoint.resolve()),
-            "step": int(step),
+            "step": None if step is None else int(step),
             "data": str(self.args.data.resolve()),
             "split": self.args.split,
             "device": device_info(),

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.report import HEADERS, METRICS, method_name
+from eval.report import HEADERS, METRICS, method_name, revisit_sides
+
+SIDE_COLORS = {"revisited": "tab:blue", "memory": "tab:green", "new": "tab:orange"}
 
 
 def _pyplot():
@@ -51,11 +53,14 @@ def revisit_plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 4))
     x = np.arange(len(methods))
     for ax, metric in zip(axes, METRICS):
-        for shift, side, color in ((-0.2, "revisited", "tab:blue"), (0.2, "new", "tab:orange")):
+        sides = revisit_sides(rv)
+        width = 0.8 / len(sides)
+        for i, side in enumerate(sides):
+            shift = (i - (len(sides) - 1) / 2) * width
             stats = [rv["methods"][m][metric][side] for m in methods]
             mean = [np.nan if s["mean"] is None else s["mean"] for s in stats]
             std = [0.0 if s["std"] is None else s["std"] for s in stats]
-            ax.bar(x + shift, mean, 0.4, yerr=std, capsize=3, color=color,
+            ax.bar(x + shift, mean, width, yerr=std, capsize=3, color=SIDE_COLORS[side],
                    label=f"{side} ({stats[0]['frames']} frames)")
         ax.set_xticks(x, [method_name(m, results) for m in methods], rotation=20, ha="right", fontsize=7)
         ax.set_title(HEADERS[metric])

@@ -61,17 +61,20 @@ def summary_table(results: dict) -> str:
     return table(["method"] + [HEADERS[k] for k in METRICS], rows)
 
 
+def revisit_sides(rv: dict) -> tuple[str, ...]:
+    """The frame sets a revisit result holds: revisited, new, and (newer runs) memory."""
+    first = next(iter(rv["methods"].values()))[METRICS[0]]
+    return ("revisited", "memory", "new") if "memory" in first else ("revisited", "new")
+
+
 def revisit_table(results: dict) -> str | None:
     rv = results["revisit"]
     if not rv.get("available"):
         return None
-    rows = []
-    for m in results["methods"]:
-        row = [method_name(m, results)]
-        for k in METRICS:
-            row += [pm(rv["methods"][m][k]["revisited"], k), pm(rv["methods"][m][k]["new"], k)]
-        rows.append(row)
-    header = ["method"] + [f"{HEADERS[k]} {side}" for k in METRICS for side in ("revisited", "new")]
+    sides = revisit_sides(rv)
+    rows = [[method_name(m, results)] + [pm(rv["methods"][m][k][side], k) for k in METRICS for side in sides]
+            for m in results["methods"]]
+    header = ["method"] + [f"{HEADERS[k]} {side}" for k in METRICS for side in sides]
     return table(header, rows)
 
 
@@ -136,6 +139,9 @@ def render(results: dict) -> str:
         out += [f"{r['revisited_frames']} predicted frames look at a place seen in the context (same cell, "
                 f"heading within {r['max_angle_deg']:g}°), {r['new_frames']} do not "
                 f"(revisit fraction {r['fraction']:.3f}). Frames pooled per group; mean ± std over groups."]
+        if "memory_frames" in r:
+            out[-1] += (f" \"memory\": the {r['memory_frames']} revisited frames whose place only context frames "
+                        f"before the last {r['short_window']} showed (the short-window baseline never saw it).")
         if "model_context" in r:
             out[-1] += (f" Only {r['revisited_in_model_context']} of the revisited frames look at a place that the "
                         f"last {r['model_context']} context frames (all the model is given) show.")
@@ -187,15 +193,18 @@ def merge(all_results: list[dict], paths: list[str] | None = None) -> str:
             for label, r in zip(labels, all_results) for m in r["methods"]]
     out += ["## Action-conditioned rollouts", "", table(["run", "method"] + [HEADERS[k] for k in METRICS], rows), ""]
     rows = []
+    sides = ("revisited", "new")
+    if all(r["revisit"].get("available") and "memory" in revisit_sides(r["revisit"]) for r in all_results):
+        sides = ("revisited", "memory", "new")
     for label, r in zip(labels, all_results):
         rv = r["revisit"]
         for m in r["methods"]:
             if rv.get("available"):
-                cells = [pm(rv["methods"][m][k][side], k) for k in METRICS for side in ("revisited", "new")]
+                cells = [pm(rv["methods"][m][k][side], k) for k in METRICS for side in sides]
             else:
-                cells = ["–"] * (2 * len(METRICS))
+                cells = ["–"] * (len(sides) * len(METRICS))
             rows.append([label, method_name(m, r)] + cells)
-    header = ["run", "method"] + [f"{HEADERS[k]} {side}" for k in METRICS for side in ("revisited", "new")]
+    header = ["run", "method"] + [f"{HEADERS[k]} {side}" for k in METRICS for side in sides]
     out += ["## Revisited vs new places", "", table(header, rows), ""]
     rows = [[label, fmt(r["unconditional"]["fvd"]),
              fmt(r["unconditional"].get("fvd_per_method", {}).get("diffusion")),

@@ -9,7 +9,8 @@ units, as the dataset generators write them (`data_gen.maze`, `data_gen.voxel`).
     mask.mean()                              # the revisit fraction of the episode
 
 The benchmark scores predicted frames separately on revisited places (where a model with
-long-range memory can do better than guessing) and new ones.
+long-range memory can do better than guessing) and new ones; `memory_mask` picks the
+revisits of places that only the early context showed (the memory test).
 """
 
 from __future__ import annotations
@@ -51,3 +52,25 @@ def revisit_mask(pose_TP: np.ndarray, split: int, max_angle_deg: float = 45.0) -
     turn = np.abs(wrap_angle(heading[..., split:, None] - heading[..., None, :split]))
     close = turn <= math.radians(max_angle_deg) + ANGLE_TOL
     return (same_cell & close).any(axis=-1)
+
+
+def memory_mask(pose_TP: np.ndarray, split: int, window: int, max_angle_deg: float = 45.0) -> np.ndarray:
+    """For every frame t >= split: does it revisit a place seen *only before* the last `window`
+    context frames? True where the frame's cell and heading were seen in frames
+    [0, split - window) and not in [split - window, split).
+
+    These are the frames that test long-range memory: a model that sees only the last
+    `window` context frames (the benchmark's short-window baseline) was never shown them.
+    Returns bool (..., max(T - split, 0)); all False when window >= split.
+    """
+    pose = np.asarray(pose_TP, np.float64)
+    if not 0 < window:
+        raise ValueError(f"memory_mask: window must be >= 1, got {window}")
+    t = pose.shape[-2]
+    split = min(split, t)
+    early = split - window
+    if early <= 0:
+        return np.zeros(pose.shape[:-2] + (t - split,), bool)
+    before = revisit_mask(np.concatenate([pose[..., :early, :], pose[..., split:, :]], axis=-2), early, max_angle_deg)
+    recent = revisit_mask(pose[..., early:, :], window, max_angle_deg)
+    return before & ~recent

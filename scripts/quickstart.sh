@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The quickstart: the whole pipeline on a small DMLab-style dataset, on a CPU.
+# The quickstart: the whole pipeline on the CPU-scale maze world, on a 2-core CPU.
 #
-#   data -> TFDS -> VQ-GAN (tiny) -> codes -> TECO (tiny) -> benchmark report
+#   data (maze --preset cpu) -> TFDS -> VQ-GAN (cpu) -> codes -> TECO (cpu) -> benchmark report
 #
 # Every stage is a visible call of a real command-line tool. A stage whose output is
 # complete is skipped, and training resumes from its last checkpoint, so after an
@@ -10,10 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/quickstart}
-EPISODES=${EPISODES:-100}     # 300-frame episodes; 10% go to the test split
-VQ_STEPS=${VQ_STEPS:-1500}    # VQ-GAN training steps (tiny preset, ~4 steps/s on 2 cores)
-TECO_STEPS=${TECO_STEPS:-1000}  # TECO training steps (tiny preset, ~1.6 steps/s on 2 cores)
-VIDEOS=${VIDEOS:-4}           # test videos in the benchmark
+EPISODES=${EPISODES:-1000}    # 128-frame episodes of 32x32 frames; 10% go to the test split
+VQ_STEPS=${VQ_STEPS:-1200}    # VQ-GAN training steps (cpu preset, ~3 steps/s on 2 cores)
+TECO_STEPS=${TECO_STEPS:-500}   # TECO training steps (cpu preset, ~0.6 steps/s on 2 cores)
+VIDEOS=${VIDEOS:-16}          # test videos in the benchmark (4 groups of 4)
 mkdir -p "$RUN"
 TIMINGS="$RUN/timings.tsv"
 
@@ -22,8 +22,8 @@ stage_done() { printf '%s\t%s\n' "$STAGE_NAME" "$(( $(date +%s) - STAGE_T0 ))" >
 trained() { [ -d "$1/checkpoints/$2" ]; }  # the checkpoint of the last step exists
 built() { ls "$1"/*/1.0.0/teco_meta.json >/dev/null 2>&1; }  # a complete TFDS dataset is there
 
-stage "1/6" "generate $EPISODES DMLab-style maze episodes -> $RUN/maze"
-python -m data_gen.maze --episodes "$EPISODES" --out "$RUN/maze" --seed 0 --workers 2 \
+stage "1/6" "generate $EPISODES maze episodes of the CPU-scale world -> $RUN/maze"
+python -m data_gen.maze --preset cpu --episodes "$EPISODES" --out "$RUN/maze" --seed 0 --workers 2 \
     --preview "$RUN/maze_contact_sheet.png"
 stage_done
 
@@ -36,11 +36,11 @@ else
 fi
 stage_done
 
-stage "3/6" "train the VQ-GAN (configs/vqgan_dmlab.py:tiny, $VQ_STEPS steps) -> $RUN/vqgan"
+stage "3/6" "train the VQ-GAN (configs/vqgan_dmlab.py:cpu, $VQ_STEPS steps) -> $RUN/vqgan"
 if trained "$RUN/vqgan" "$VQ_STEPS"; then
     echo "already trained, skipping"
 else
-    python -m teco_jax.train --config configs/vqgan_dmlab.py:tiny --workdir "$RUN/vqgan" \
+    python -m teco_jax.train --config configs/vqgan_dmlab.py:cpu --workdir "$RUN/vqgan" \
         --config.data.dir="$RUN/maze_tfds" --config.train.num_steps="$VQ_STEPS" \
         --config.optim.decay_steps="$VQ_STEPS" --config.loss.disc_start=$(( VQ_STEPS * 7 / 8 )) \
         --config.train.eval_every=$(( VQ_STEPS / 2 ))
@@ -52,15 +52,15 @@ if built "$RUN/maze_codes"; then
     echo "already encoded, skipping"
 else
     rm -rf "$RUN/maze_codes"
-    python -m teco_jax.encode --vqgan "$RUN/vqgan" --data "$RUN/maze_tfds" --out "$RUN/maze_codes"
+    python -m teco_jax.encode --vqgan "$RUN/vqgan" --data "$RUN/maze_tfds" --out "$RUN/maze_codes" --chunk 128
 fi
 stage_done
 
-stage "5/6" "train TECO (configs/teco_dmlab.py:tiny, $TECO_STEPS steps) -> $RUN/teco"
+stage "5/6" "train TECO (configs/teco_dmlab.py:cpu, $TECO_STEPS steps) -> $RUN/teco"
 if trained "$RUN/teco" "$TECO_STEPS"; then
     echo "already trained, skipping"
 else
-    python -m teco_jax.train --config configs/teco_dmlab.py:tiny --workdir "$RUN/teco" \
+    python -m teco_jax.train --config configs/teco_dmlab.py:cpu --workdir "$RUN/teco" \
         --config.data.dir="$RUN/maze_codes" --config.train.num_steps="$TECO_STEPS" \
         --config.optim.decay_steps="$TECO_STEPS" --config.train.eval_every=$(( TECO_STEPS / 2 ))
 fi
@@ -71,7 +71,7 @@ if [ -f "$RUN/benchmark/results.json" ]; then
     echo "already run, skipping"
 else
     python -m eval.benchmark --checkpoint "$RUN/teco" --data "$RUN/maze_tfds" --out "$RUN/benchmark" \
-        --num_videos "$VIDEOS" --group_size 2 --no_fvd --short_window 8  # TECO tiny's window is 16 frames
+        --num_videos "$VIDEOS" --group_size 4 --no_fvd  # the cpu protocol: 64 context + 64 predicted frames
 fi
 stage_done
 

@@ -1,6 +1,7 @@
 """A trained TECO and its VQ-GAN behind one small API: frames in, frames out.
 
     wm = WorldModel.load("runs/teco")                      # config.json + checkpoint + VQ-GAN
+    wm = WorldModel.load("checkpoints/maze_cpu")           # or a parameter-only bundle (teco_jax.bundle)
     codes = wm.encode(frames)                              # uint8 (B, T, H, W, 3) -> int32 (B, T, h, w)
     frames = wm.decode(codes)                              # -> uint8 (B, T, H, W, 3)
     video = wm.rollout(context, actions, 300, key=0)       # uint8 (B, 300, H, W, 3)
@@ -17,6 +18,7 @@ H/W pixels, h/w VQ-GAN code grid, V VQ-GAN vocabulary, E VQ-GAN embedding dim.
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from pathlib import Path
 
@@ -169,15 +171,26 @@ class WorldModel(VideoModelFacts):
     vq_config: ml_collections.ConfigDict
     vq_embeddings: jax.Array  # (V, E): the VQ-GAN's embedding of every code
     chunk: int = 64  # frames per VQ-GAN encode/decode call
+    step: int | None = None  # the TECO training step the parameters come from
 
     @classmethod
     def load(cls, checkpoint_dir: Path | str, step: int | None = None,
              vqgan_dir: Path | str | None = None) -> WorldModel:
         """TECO from its training workdir (config.json + checkpoint `step`, default the latest)
-        and the VQ-GAN it was trained with (or `vqgan_dir`), checked against each other."""
+        and the VQ-GAN it was trained with (or `vqgan_dir`), checked against each other; or
+        both from a parameter-only bundle directory (`teco_jax.bundle`), which needs no other file."""
+        from teco_jax import bundle
         from teco_jax.trainer import restore_model
 
         teco_dir = Path(checkpoint_dir)
+        if bundle.is_bundle(teco_dir):
+            if step is not None or vqgan_dir is not None:
+                raise ValueError(f"{teco_dir} is a bundle: it holds one step and its own VQ-GAN "
+                                 "(step= and vqgan_dir= do not apply)")
+            teco, config, vqgan, vq_config = bundle.load(teco_dir)
+            check_compatible(config, vq_config, teco_dir / "teco.json", teco_dir / "vqgan.json")
+            info = json.loads((teco_dir / "info.json").read_text()) if (teco_dir / "info.json").is_file() else {}
+            return cls._assemble(teco, vqgan, config, vq_config, info.get("teco_step"))
         config = _check_workdir(teco_dir, step, "checkpoint")
         if config.get("task") != "teco":
             raise ValueError(f"{teco_dir} holds a {config.get('task')!r} run, not a TECO")
@@ -186,10 +199,13 @@ class WorldModel(VideoModelFacts):
         check_compatible(config, vq_config, teco_dir, vq_dir)
         teco, config = restore_model(teco_dir, step)
         vq_model, vq_config = restore_model(vq_dir)
-        vqgan = vq_model.vqgan
+        return cls._assemble(teco, vq_model.vqgan, config, vq_config, step or checkpoint_steps(teco_dir)[-1])
+
+    @classmethod
+    def _assemble(cls, teco, vqgan, config, vq_config, step) -> WorldModel:
         table = vqgan.codebook.lookup(jnp.arange(int(vq_config.model.codebook_size), dtype=jnp.int32))
         return cls(teco=teco, vqgan=vqgan, config=config, vq_config=vq_config,
-                   vq_embeddings=jnp.asarray(table, jnp.float32))
+                   vq_embeddings=jnp.asarray(table, jnp.float32), step=step)
 
     # ------------------------------------------------------------- facts
     @property

@@ -43,6 +43,15 @@ def action_dropout(key: jax.Array, actions_BT: jax.Array, rate: float, null_acti
     return jnp.where(drop[:, None], null_action, actions_BT)
 
 
+def z_dropout(key: jax.Array, z_BnhwD: jax.Array, rate: float) -> jax.Array:
+    """With probability `rate` per (example, frame), zero the z_t that the decoder reads.
+
+    Not in the paper (off in its presets): without it the decoder can take each frame from
+    the posterior z_t, and only the prior's loss pushes h_t to carry the frame."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, z_BnhwD.shape[:2])
+    return jnp.where(keep[:, :, None, None, None], z_BnhwD, jnp.zeros_like(z_BnhwD))
+
+
 def take_frames(x_BT: jax.Array, idx_Bn: jax.Array) -> jax.Array:
     """x[b, idx[b, i]] for every b, i: (B, T, ...) -> (B, n, ...)."""
     return jnp.take_along_axis(x_BT, idx_Bn.reshape(idx_Bn.shape + (1,) * (x_BT.ndim - 2)), axis=1)
@@ -114,6 +123,8 @@ class TECOTask(base.Task):
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
         h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
         zcodes_n = take_frames(vq["codes"], idx - m.n_cond)
+        if train and m.get("z_dropout", 0.0) > 0:  # the decoder must then read the frame off h_t alone
+            z_n = z_dropout(jax.random.fold_in(key, 1), z_n, m.z_dropout)
         logits = model.decode_logits(z_n, h_n)
         return dict(idx=idx, h=h_n, z_codes=zcodes_n, codes=codes_n, logits=logits, vq=vq, key=k_prior)
 

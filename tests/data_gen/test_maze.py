@@ -13,7 +13,7 @@ import pytest
 from data_gen import maze
 from data_gen.common import episode_seeds
 from data_gen.maze import ACTIONS, GENERATOR, MazeConfig, generate, make_maze, render, summarize
-from data_gen.textures import texture_bank
+from data_gen.textures import FLAT_FLOORS, FLAT_WALLS, flat_bank, texture_bank
 
 SMALL = MazeConfig(resolution=16, episode_length=60)
 MID = MazeConfig(resolution=16)  # default episode length (300) at a small resolution
@@ -298,3 +298,45 @@ def test_generator_object():
     assert GENERATOR.name == "maze" and GENERATOR.action_names == ACTIONS
     assert ACTIONS == ("forward", "backward", "strafe_left", "strafe_right", "turn_left", "turn_right")
     assert GENERATOR.summarize is summarize and GENERATOR.generate is generate
+
+
+# ----------------------------------------------------------------------------- the cpu preset
+
+
+def test_cpu_preset_cli_sets_its_world_and_flags_override_it(tmp_path):
+    out = tmp_path / "cpu"
+    maze.main(["--preset", "cpu", "--episodes", "1", "--out", str(out), "--test_fraction", "0",
+               "--episode_length", "20"])
+    meta = json.loads((out / "meta.json").read_text())
+    want = dataclasses.replace(maze.PRESETS["cpu"], episode_length=20)
+    assert meta["config"] == dataclasses.asdict(want)
+    with np.load(out / "train" / "ep_000000.npz") as z:
+        assert z["video"].shape == (20, 32, 32, 3)
+        np.testing.assert_array_equal(z["video"], generate(episode_seeds(0, [0]), want)["video"][0])
+
+
+def test_flat_family_frames_are_few_flat_colours():
+    """The cpu world's frames are made of flat regions: far fewer distinct colours than the
+    patterned DMLab-style world at the same size, and every wall colour comes from the episode's
+    few flat panels (seams and distance shading aside)."""
+    cpu = dataclasses.replace(maze.PRESETS["cpu"], episode_length=12)
+    mixed = dataclasses.replace(cpu, texture_family="mixed", texture_size=32, shade_levels=32)
+    seeds = episode_seeds(3, [0, 1])
+    flat_video, mixed_video = generate(seeds, cpu)["video"], generate(seeds, mixed)["video"]
+
+    def colours(v):
+        return np.mean([len(np.unique(f.reshape(-1, 3), axis=0)) for f in v.reshape((-1,) + v.shape[2:])])
+
+    assert colours(flat_video) * 3 < colours(mixed_video)
+    bank = flat_bank(8)
+    assert bank.shape == (FLAT_WALLS + FLAT_FLOORS, 8, 8, 3) and not bank.flags.writeable
+    # a wall panel is one colour inside its seams, and its seams are darker
+    panel = bank[0].astype(int)
+    assert (panel[:, 1:-1] == panel[0, 1]).all() and (panel[:, 0].sum(-1) < panel[0, 1].sum() // 2).all()
+
+
+def test_flat_family_validation():
+    with pytest.raises(ValueError, match="texture_family"):
+        MazeConfig(texture_family="plaid").validate()
+    with pytest.raises(ValueError, match="wall colours"):
+        MazeConfig(texture_family="flat", wall_textures=FLAT_WALLS + 1).validate()

@@ -22,6 +22,9 @@ LENGTH = 12
 NUM_VIDEOS, GROUP = 4, 2
 # predicted frames 8..11 of every episode: 8 and 10 revisit context places, 9 and 11 are new
 REVISITED = np.array([True, False, True, False])
+# with the short window of 3 (context frames 5..7, cell x = 2), only frame 8 revisits a place that
+# only the earlier context showed
+MEMORY = np.array([True, False, False, False])
 
 
 def _episode(rng):
@@ -121,7 +124,7 @@ def test_cli_writes_results_report_plots_and_videos(runs, capsys):
     md = (a / "report.md").read_text()
     assert "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ |" in md
     assert "| TECO (last 6 context frames) |" in md and "| copy last context frame |" in md
-    assert "PSNR ↑ revisited | PSNR ↑ new" in md and "frames/s" in md
+    assert "PSNR ↑ revisited | PSNR ↑ memory | PSNR ↑ new" in md and "frames/s" in md
     assert "only the last 6 context frames" in md and "not computed (--no_fvd)" in md
     assert "Only 4 of the revisited frames look at a place that the last 6 context frames" in md
 
@@ -181,11 +184,11 @@ def test_copy_last_baseline_against_independent_numbers(setup, runs):
         np.testing.assert_allclose([got["mean"], got["std"]], [groups.mean(), groups.std()], atol=tol)
         np.testing.assert_allclose(r["curves"]["copy_last"][name]["mean"], per_frame.mean(axis=0), atol=tol)
         rv = r["revisit"]["methods"]["copy_last"][name]
-        for side, sel in (("revisited", REVISITED), ("new", ~REVISITED)):
+        for side, sel in (("revisited", REVISITED), ("new", ~REVISITED), ("memory", MEMORY)):
             pooled = per_frame[:, sel].reshape(-1, GROUP * sel.sum()).mean(axis=1)
             np.testing.assert_allclose(rv[side]["groups"], pooled, atol=tol)
             assert rv[side]["frames"] == NUM_VIDEOS * sel.sum()
-    assert r["revisit"]["fraction"] == 0.5
+    assert r["revisit"]["fraction"] == 0.5 and r["revisit"]["memory_frames"] == NUM_VIDEOS
     # the model sees context frames 2..7 only (cells 1 and 2): frame 8's cell 0 is out of its reach
     assert r["revisit"]["model_context"] == 6 and r["revisit"]["revisited_in_model_context"] == NUM_VIDEOS
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.revisit import revisit_mask
+from eval.revisit import memory_mask, revisit_mask
 
 
 def poses(*rows):
@@ -64,3 +64,19 @@ def test_bad_arguments():
         revisit_mask(np.zeros((5, 3)), split=-1)
     with pytest.raises(ValueError, match="max_angle_deg"):
         revisit_mask(np.zeros((5, 3)), split=1, max_angle_deg=200)
+
+
+def test_memory_mask_keeps_places_seen_only_before_the_window():
+    pose = poses((0.5, 0.5, 0), (1.5, 0.5, 0),      # early context: cells (0, 0), (1, 0)
+                 (1.5, 0.5, 0), (2.5, 0.5, 0),      # the last 2 context frames: (1, 0), (2, 0)
+                 (0.5, 0.5, 10),                    # seen only early: memory
+                 (1.5, 0.5, 0),                     # seen early and in the window: not memory
+                 (2.5, 0.5, 0),                     # seen only in the window: not memory
+                 (3.5, 0.5, 0),                     # never seen
+                 (0.5, 0.5, 180))                   # early cell, but facing the other way
+    np.testing.assert_array_equal(memory_mask(pose, split=4, window=2), [True, False, False, False, False])
+    np.testing.assert_array_equal(revisit_mask(pose, split=4), [True, True, True, False, False])
+    # a window covering the whole context leaves nothing only the early context saw
+    assert not memory_mask(pose, split=4, window=4).any()
+    # leading dimensions (episodes) are kept
+    assert memory_mask(np.stack([pose, pose]), split=4, window=2).shape == (2, 5)

@@ -146,6 +146,27 @@ def test_action_dropout_is_for_training_only():
     np.testing.assert_allclose(run(actions, False), full_h[:, 1:], atol=1e-5)  # frames >= n_cond
     assert float(jnp.abs(run(actions, False) - run(null, False)).max()) > 0
 
+def test_z_dropout_hides_z_from_the_decoder_in_training_only():
+    """z_dropout zeroes whole frames of the decoder's z input at the given rate, in training only."""
+    z = jnp.ones((400, 5, 2, 2, 3))
+    kept = np.asarray(teco_task.z_dropout(jax.random.key(0), z, 0.25)).reshape(400, 5, -1)
+    assert np.all((kept == 0).all(-1) | (kept == 1).all(-1))  # whole frames, never single positions
+    assert 0.70 < (kept == 1).all(-1).mean() < 0.80
+    codes = jnp.asarray(np.random.default_rng(1).integers(0, V, (2, T, 8, 8)), jnp.int32)
+    actions = jnp.zeros((2, T), jnp.int32)
+    task = teco_task.TECOTask(tiny_config(z_dropout=1.0))
+    model = task.build_model(nnx.Rngs(0))
+    const, key = task.constants(), jax.random.key(3)
+    train = task.forward(model, codes, actions, key, const, 0.0, train=True)
+    evaluation = task.forward(model, codes, actions, key, const, 0.0, train=False)
+    blind = model.decode_logits(jnp.zeros_like(evaluation["h"]), evaluation["h"])
+    np.testing.assert_allclose(train["logits"], blind, atol=1e-5)  # rate 1: the decoder reads h_t only
+    np.testing.assert_allclose(evaluation["logits"], model.decode_logits(
+        teco_task.take_frames(model.encode(jnp.asarray(task.vq_embeddings)[codes])[0], evaluation["idx"]),
+        evaluation["h"]), atol=1e-5)
+    assert float(jnp.abs(evaluation["logits"] - blind).max()) > 1e-3
+
+
 def test_loss_is_finite_and_trains(setup):
     task, model, codes, actions = setup
     graph, params = nnx.split(model)

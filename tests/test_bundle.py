@@ -1,0 +1,64 @@
+"""Parameter-only bundles (teco_jax.bundle): export from workdirs, load with nothing else present,
+same rollouts as the workdirs, clear errors on broken bundles."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from teco_jax import bundle
+from teco_jax.world_model import WorldModel
+from tests.test_sample import _context, runs, wm  # noqa: F401  (module fixtures: tiny untrained runs)
+
+
+@pytest.fixture(scope="module")
+def exported(runs, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("bundle") / "demo"
+    info = bundle.export(runs[0] / "teco", out)
+    return out, info
+
+
+def test_bundle_loads_alone_and_rolls_out_like_the_workdir(runs, wm, exported, tmp_path):  # noqa: F811
+    out, info = exported
+    assert sorted(p.name for p in out.iterdir()) == sorted(bundle.FILES)
+    assert info["teco_step"] == 1 and info["bytes"] < 10 * 2**20
+    alone = tmp_path / "elsewhere" / "demo"  # moved away from the workdirs, which are then deleted
+    shutil.copytree(out, alone)
+    moved = runs[0].with_name(runs[0].name + "_gone")
+    runs[0].rename(moved)
+    try:
+        loaded = WorldModel.load(alone)
+    finally:
+        moved.rename(runs[0])
+    assert loaded.step == 1 and loaded.window == wm.window and loaded.frame_shape == wm.frame_shape
+    assert loaded.config.model.vqgan_dir == ""
+    video = _context(runs[1], 5)
+    actions = np.stack([ep["actions"][:5] for ep in runs[1][:2]])
+    np.testing.assert_array_equal(loaded.rollout(video[:, :2], actions, 5, key=0),
+                                  wm.rollout(video[:, :2], actions, 5, key=0))
+
+
+def test_broken_bundles_are_clear_errors(runs, exported, tmp_path):  # noqa: F811
+    out, _ = exported
+    with pytest.raises(FileExistsError, match="already exists"):
+        bundle.export(runs[0] / "teco", out)
+    missing = tmp_path / "missing"
+    shutil.copytree(out, missing)
+    (missing / "vqgan.json").unlink()
+    with pytest.raises(FileNotFoundError, match="vqgan.json is missing"):
+        WorldModel.load(missing)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(out, corrupt)
+    (corrupt / "teco.msgpack").write_bytes((out / "teco.msgpack").read_bytes()[:100])
+    with pytest.raises(ValueError, match="teco.msgpack"):
+        WorldModel.load(corrupt)
+    other = tmp_path / "other"  # a config that builds a different model than the parameters
+    shutil.copytree(out, other)
+    cfg = json.loads((other / "teco.json").read_text())
+    cfg["model"]["embedding_dim"] += 8
+    (other / "teco.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="do not fit"):
+        WorldModel.load(other)
+    with pytest.raises(ValueError, match="is a bundle"):
+        WorldModel.load(out, step=3)
