@@ -106,7 +106,7 @@ def test_cli_writes_results_report_plots_and_videos(runs, capsys):
                                                                         cfg_sampling["temperature"])
     pb = json.loads((b / "results.json").read_text())["protocol"]["sampler"]
     assert (pb["schedule"], pb["temperature"]) == ("confidence", 0.5)  # --schedule / --temperature
-    assert p["context_truncated"] and p["num_groups"] == 2 and p["preset"] == "dmlab"
+    assert p["context_truncated"] and p["num_groups"] == 2 and p["preset"] == "cpu"  # 32x32 frames
     assert any("only the last 6 context frames" in n for n in r["notes"])
     for method in ("teco", "teco_short", "copy_last"):
         for metric in ("psnr", "ssim", "lpips"):
