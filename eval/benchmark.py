@@ -344,7 +344,7 @@ def unconditional_actions(config) -> tuple[str, str | None]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m eval.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="TECO training workdir (config.json + checkpoints/)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="TECO training workdir (config.json + checkpoints/) or a bundle (teco_jax.bundle)")
     p.add_argument("--data", type=Path, required=True, help="raw-frame TFDS dataset dir (teco_jax.data.build)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--num_videos", type=int, default=256, help="episodes evaluated (the first N of the split)")

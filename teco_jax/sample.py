@@ -94,7 +94,7 @@ def write_videos(path_stem: Path, frames_THW3: np.ndarray, fps: float, gif_color
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="TECO training workdir (config.json + checkpoints/)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="TECO training workdir (config.json + checkpoints/) or a bundle (teco_jax.bundle)")
     p.add_argument("--data", type=Path, required=True, help="raw-frame TFDS dataset dir (teco_jax.data.build)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--context", type=int, default=144, help="context frames given to the model (<= its data.seq_len)")
