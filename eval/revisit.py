@@ -64,7 +64,7 @@ def memory_mask(pose_TP: np.ndarray, split: int, window: int, max_angle_deg: flo
     Returns bool (..., max(T - split, 0)); all False when window >= split.
     """
     pose = np.asarray(pose_TP, np.float64)
-    if not 0 < window:
+    if window < 1:
         raise ValueError(f"memory_mask: window must be >= 1, got {window}")
     t = pose.shape[-2]
     split = min(split, t)

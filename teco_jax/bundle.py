@@ -22,11 +22,15 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
 from flax import nnx, serialization
+
+from teco_jax.checkpoint import load_config
+from teco_jax.nn.util import count_params
 
 FILES = ("teco.json", "teco.msgpack", "vqgan.json", "vqgan.msgpack", "info.json")
 
@@ -47,12 +51,11 @@ def _load_params(module: nnx.Module, path: Path) -> None:
     except Exception as e:  # msgpack raises several unrelated types on a corrupt file
         raise ValueError(f"{path}: not a readable parameter file ({type(e).__name__}: {e})") from e
     state = nnx.state(module, nnx.Param)
-    want = jax.tree.map(lambda x: x.shape, state.to_pure_dict())
-    got = jax.tree.map(lambda x: np.shape(x), pure)
-    if want != got:
+    current = state.to_pure_dict()
+    if jax.tree.map(np.shape, current) != jax.tree.map(np.shape, pure):
         raise ValueError(f"{path}: its parameters do not fit the model its config builds "
                          f"(config and parameters from different runs?)")
-    state.replace_by_pure_dict(jax.tree.map(lambda s, x: np.asarray(x).astype(s.dtype), state.to_pure_dict(), pure))
+    state.replace_by_pure_dict(jax.tree.map(lambda s, x: np.asarray(x).astype(s.dtype), current, pure))
     nnx.update(module, state)
 
 
@@ -79,14 +82,27 @@ def _read_config(path: Path) -> ml_collections.ConfigDict:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
-def load(path: Path | str) -> tuple[nnx.Module, ml_collections.ConfigDict, nnx.Module, ml_collections.ConfigDict]:
-    """(teco, teco_config, vqgan, vq_config) from a bundle directory."""
+class Bundle(NamedTuple):
+    teco: nnx.Module
+    config: ml_collections.ConfigDict  # TECO's
+    vqgan: nnx.Module
+    vq_config: ml_collections.ConfigDict
+    step: int | None  # the TECO training step it was exported from (info.json)
+
+
+def load(path: Path | str) -> Bundle:
+    """Both models of a bundle directory, their configs checked against each other first."""
+    from teco_jax.world_model import check_compatible
+
     path = Path(path)
     config, vq_config = _read_config(path / "teco.json"), _read_config(path / "vqgan.json")
+    check_compatible(config, vq_config, path / "teco.json", path / "vqgan.json")
     teco, vqgan = build_teco(config), build_vqgan(vq_config)
     _load_params(teco, path / "teco.msgpack")
     _load_params(vqgan, path / "vqgan.msgpack")
-    return teco, config, vqgan, vq_config
+    info = path / "info.json"
+    step = json.loads(info.read_text()).get("teco_step") if info.is_file() else None
+    return Bundle(teco, config, vqgan, vq_config, step)
 
 
 def export(teco_dir: Path | str, out: Path | str, step: int | None = None,
@@ -98,9 +114,9 @@ def export(teco_dir: Path | str, out: Path | str, step: int | None = None,
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; remove it or choose another --out")
-    wm = world_model.WorldModel.load(teco_dir, step=step, vqgan_dir=vqgan_dir)
     teco_dir = Path(teco_dir)
-    vq_dir = Path(vqgan_dir) if vqgan_dir is not None else world_model.find_vqgan_dir(wm.config)
+    vq_dir = Path(vqgan_dir) if vqgan_dir is not None else world_model.find_vqgan_dir(load_config(teco_dir))
+    wm = world_model.WorldModel.load(teco_dir, step=step, vqgan_dir=vq_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -110,9 +126,7 @@ def export(teco_dir: Path | str, out: Path | str, step: int | None = None,
     (tmp / "vqgan.json").write_text(wm.vq_config.to_json_best_effort(indent=2, sort_keys=True))
     (tmp / "teco.msgpack").write_bytes(_params_bytes(wm.teco))
     (tmp / "vqgan.msgpack").write_bytes(_params_bytes(wm.vqgan))
-    from teco_jax.nn.util import count_params
-
-    info = {"teco_workdir": str(teco_dir.resolve()), "teco_step": step or world_model.checkpoint_steps(teco_dir)[-1],
+    info = {"teco_workdir": str(teco_dir.resolve()), "teco_step": wm.step,
             "vqgan_workdir": str(vq_dir.resolve()), "vqgan_step": world_model.checkpoint_steps(vq_dir)[-1],
             "teco_params": count_params(wm.teco), "vqgan_params": count_params(wm.vqgan),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}

@@ -18,7 +18,6 @@ H/W pixels, h/w VQ-GAN code grid, V VQ-GAN vocabulary, E VQ-GAN embedding dim.
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 
@@ -187,10 +186,8 @@ class WorldModel(VideoModelFacts):
             if step is not None or vqgan_dir is not None:
                 raise ValueError(f"{teco_dir} is a bundle: it holds one step and its own VQ-GAN "
                                  "(step= and vqgan_dir= do not apply)")
-            teco, config, vqgan, vq_config = bundle.load(teco_dir)
-            check_compatible(config, vq_config, teco_dir / "teco.json", teco_dir / "vqgan.json")
-            info = json.loads((teco_dir / "info.json").read_text()) if (teco_dir / "info.json").is_file() else {}
-            return cls._assemble(teco, vqgan, config, vq_config, info.get("teco_step"))
+            b = bundle.load(teco_dir)
+            return cls._assemble(b.teco, b.vqgan, b.config, b.vq_config, b.step)
         config = _check_workdir(teco_dir, step, "checkpoint")
         if config.get("task") != "teco":
             raise ValueError(f"{teco_dir} holds a {config.get('task')!r} run, not a TECO")
@@ -199,7 +196,7 @@ class WorldModel(VideoModelFacts):
         check_compatible(config, vq_config, teco_dir, vq_dir)
         teco, config = restore_model(teco_dir, step)
         vq_model, vq_config = restore_model(vq_dir)
-        return cls._assemble(teco, vq_model.vqgan, config, vq_config, step or checkpoint_steps(teco_dir)[-1])
+        return cls._assemble(teco, vq_model.vqgan, config, vq_config, checkpoint_steps(teco_dir)[-1] if step is None else step)
 
     @classmethod
     def _assemble(cls, teco, vqgan, config, vq_config, step) -> WorldModel:
