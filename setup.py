@@ -29,5 +29,5 @@ setup(
         "scipy>=1.11,<2",  # sqrtm for the Fréchet distance (eval/fvd.py)
         "matplotlib>=3.8,<4",  # benchmark plots (eval/plots.py, Agg backend)
     ],
-    extras_require={"test": ["pytest>=8", "scikit-image>=0.22"]},
+    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22"]},
 )

@@ -46,10 +46,11 @@ def test_alpha_one_is_the_image_model_frame_by_frame():
     flat = lambda a: a.reshape((B * T, 1) + a.shape[2:])
     image = model(flat(x), jnp.repeat(t, T), flat(ctx), mask.reshape(B * T, 1), actions.reshape(B * T, 1),
                   temporal=False).reshape(video.shape)
-    np.testing.assert_allclose(np.asarray(video), np.asarray(image), rtol=0, atol=1e-6)
+    # atol 1e-5: float reassociation differs across batch shapes; a leak across frames is orders larger
+    np.testing.assert_allclose(np.asarray(video), np.asarray(image), rtol=0, atol=1e-5)
     # a single frame (its own video) gives the same result too: nothing crosses frames
     one = model(x[:, 2:3], t, ctx[:, 2:3], mask[:, 2:3], actions[:, 2:3], temporal=False)
-    np.testing.assert_allclose(np.asarray(video[:, 2:3]), np.asarray(one), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(video[:, 2:3]), np.asarray(one), rtol=0, atol=1e-5)
     # with alpha < 1 the temporal layers do act, so the equality above is not trivial
     assert float(jnp.abs(video_half - video).max()) > 1e-3
 
