@@ -2,7 +2,7 @@
 
 The suite's models are tiny, so its time goes to XLA compiling them, not to running them.
 Before anything imports JAX, XLA is told to compile quickly (less optimised code, the same
-numbers up to float reassociation): 2-3x faster compiles for the whole suite. Set
+numbers up to float reassociation): the slowest test ran in 148 s instead of 237 s. Set
 TECO_TEST_FULL_OPT=1 to test with XLA's default optimisation instead.
 """
 

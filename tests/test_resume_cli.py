@@ -16,11 +16,12 @@ from teco_jax import checkpoint, trainer
 from tests.toy_task import toy_config
 
 REPO = Path(__file__).resolve().parents[1]
+CKPT_EVERY = 50
 
 
 def _cli(workdir: Path, data_dir: Path, steps: int) -> list[str]:
     return [sys.executable, "-m", "teco_jax.train", f"--config=tests/toy_task.py:{data_dir}",
-            f"--workdir={workdir}", f"--config.train.num_steps={steps}", "--config.train.ckpt_every=100",
+            f"--workdir={workdir}", f"--config.train.num_steps={steps}", f"--config.train.ckpt_every={CKPT_EVERY}",
             "--config.train.log_every=100"]
 
 
@@ -34,8 +35,9 @@ def _final_params(workdir: Path, data_dir: Path):
     return int(state.step), jax.tree.leaves(jax.device_get(state.params))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
-    steps = 1500
+    steps = 700
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(_cli(tmp_path / "straight", tfds_dir, steps), cwd=REPO, env=env, check=True,
                    capture_output=True, timeout=300)
@@ -46,7 +48,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         done = [int(p.name) for p in (run / "checkpoints").glob("*") if p.name.isdigit()]
-        if done and max(done) >= 300:
+        if done and max(done) >= 3 * CKPT_EVERY:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed; raise `steps`"
@@ -55,7 +57,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
     killed_at = checkpoint.Checkpointer(run)
     resumed_from = killed_at.latest_step()
     killed_at.close()
-    assert 300 <= resumed_from < steps
+    assert 3 * CKPT_EVERY <= resumed_from < steps
 
     out = subprocess.run(_cli(run, tfds_dir, steps), cwd=REPO, env=env, check=True, capture_output=True,
                          text=True, timeout=300)
@@ -86,7 +88,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tfds_dir, tmp_pa
     ckpt = checkpoint.Checkpointer(tmp_path)
     step = ckpt.latest_step()
     ckpt.close()
-    assert step is not None and 100 <= step < 10**6
+    assert step is not None and CKPT_EVERY <= step < 10**6
     assert f"{message} {step}" in out, out
 
 

@@ -96,6 +96,7 @@ def _round_trip(model, ab, data, mask, acts, steps, stop):
                                        start=stop)
 
 
+@pytest.mark.slow
 def test_round_trip_on_a_tiny_trained_model(trained):
     model, ab, data, mask, acts, losses = trained
     assert np.mean(losses[-20:]) < np.mean(losses[:20])  # it did learn something

@@ -85,6 +85,7 @@ def test_loss_is_finite_and_trains(task, tfds_dir):
     assert float(l1) < float(l0)
 
 
+@pytest.mark.slow
 def test_train_restore_and_roll_out(tfds_dir, tmp_path):
     cfg = trainer.config_replace(task_config(tfds_dir, latent_grid=(2, 2)), **{"train.image_every": 2})
     state = trainer.Trainer(cfg, tmp_path).train()

@@ -34,6 +34,7 @@ def inputs(seed=0, frames=T):
     return x, t, ctx, mask, actions
 
 
+@pytest.mark.slow
 def test_alpha_one_is_the_image_model_frame_by_frame():
     model = perturbed(VideoDenoiser(model_config(), rngs=nnx.Rngs(0)))
     x, t, ctx, mask, actions = inputs()

@@ -88,6 +88,7 @@ def runs(setup, tmp_path_factory):
     return out / "a", out / "b"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:os.fork")  # imageio starts ffmpeg by fork + exec
 def test_cli_writes_results_report_plots_and_videos(runs, capsys):
     a, b = runs
@@ -135,6 +136,7 @@ def test_cli_writes_results_report_plots_and_videos(runs, capsys):
     assert rb["action_conditioned"]["copy_last"] == r["action_conditioned"]["copy_last"]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:os.fork")
 def test_cli_with_the_diffusion_baseline(runs):
     a, b = runs
@@ -167,6 +169,7 @@ def test_cli_with_the_diffusion_baseline(runs):
     assert "TECO : diffusion" not in (a / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_copy_last_baseline_against_independent_numbers(setup, runs):
     skm = pytest.importorskip("skimage.metrics")
     _, episodes = setup
@@ -193,6 +196,7 @@ def test_copy_last_baseline_against_independent_numbers(setup, runs):
     assert r["revisit"]["model_context"] == 6 and r["revisit"]["revisited_in_model_context"] == NUM_VIDEOS
 
 
+@pytest.mark.slow
 def test_report_merges_two_runs(runs, tmp_path, capsys):
     a, b = runs
     out = tmp_path / "merged.md"
@@ -227,8 +231,13 @@ def test_group_and_masked_stats():
     assert copied.shape == (2, 4, 2, 2, 3) and (copied == frames[:, 2:3]).all()
 
 
-def test_cli_errors(setup, tmp_path, capsys):
+@pytest.mark.slow
+def test_cli_errors(setup, tmp_path, capsys, monkeypatch):
+    from teco_jax.world_model import WorldModel
+
     tmp, _ = setup
+    loaded = WorldModel.load(tmp / "teco")
+    monkeypatch.setattr(WorldModel, "load", classmethod(lambda cls, *a, **kw: loaded))  # one load serves every case
     argv = _argv(tmp, tmp_path / "x", "--no_fvd")
     with pytest.raises(SystemExit):
         benchmark.main(argv + ["--group_size", "3"])
@@ -246,6 +255,7 @@ def test_cli_errors(setup, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_report_and_plots_without_poses(runs, tmp_path):
     from eval import plots
 

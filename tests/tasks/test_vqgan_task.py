@@ -72,6 +72,7 @@ def trained(tmp_path_factory):
     return tmp, state, written
 
 
+@pytest.mark.slow
 def test_trains_with_gan_and_lpips(trained):
     tmp, state, _ = trained
     assert int(state.step) == 3
