@@ -108,6 +108,17 @@ def resolve_protocol(args: argparse.Namespace, resolution: int) -> tuple[str, Pr
     return preset, dataclasses.replace(base, **given)
 
 
+def check_fvd_videos(num_videos: int, fvd: bool) -> None:
+    """UserError if FVD is on with fewer videos than the Fréchet distance can use."""
+    from eval.fvd import MIN_VIDEOS
+    from teco_jax.errors import UserError
+
+    if fvd and num_videos < MIN_VIDEOS:
+        raise UserError(f"--num_videos {num_videos} is too few for FVD: it fits a Gaussian (mean and covariance) "
+                        f"to the I3D features of each set of videos, which needs at least {MIN_VIDEOS} "
+                        f"(256 for a reliable value); pass --num_videos {MIN_VIDEOS} or more, or --no_fvd")
+
+
 def check_protocol(p: Protocol, fvd: bool) -> None:
     """ValueError naming the first impossible setting."""
     for name in ("context", "predict", "uncond_context", "uncond_predict"):
@@ -323,13 +334,6 @@ class TimedRollout:
                 "compile_included": self.compile_s is None}
 
 
-def check_actions(actions: np.ndarray, num_actions: int) -> None:
-    bad = actions[(actions < 0) | (actions >= num_actions)]
-    if bad.size:
-        raise ValueError(f"the dataset's actions {sorted(set(bad.tolist()))[:8]} are outside the model's "
-                         f"[0, {num_actions}) (model.num_actions={num_actions}): wrong dataset for this checkpoint?")
-
-
 def unconditional_actions(config) -> tuple[str, str | None]:
     """("null" or "dataset", a note or None): which actions the unconditional rollouts take."""
     m = config.model
@@ -378,6 +382,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("num_videos", "group_size", "batch_size", "fvd_batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
+    check_fvd_videos(args.num_videos, args.fvd)  # a UserError: before the group size, which it would trip
     if args.num_videos % args.group_size:
         p.error(f"--num_videos {args.num_videos} is not a multiple of --group_size {args.group_size}")
     if args.num_grids < 0:
@@ -520,8 +525,12 @@ class Benchmark:
     def run(self) -> dict:
         from tqdm import tqdm
 
+        from teco_jax.data import tfds_io
+
         p, wm = self.p, self.wm
-        check_actions(self.actions[:, :p.length], wm.num_actions)
+        if wm.config.model.use_actions:
+            tfds_io.check_action_values(self.actions[:, :p.length], wm.num_actions,
+                                        f"model.num_actions of {self.args.checkpoint}", self.args.data)
         if p.context > wm.window:
             self.note(f"--context {p.context} is more than the model's window of {wm.window} frames "
                       f"(data.seq_len): TECO is given only the last {wm.window} context frames. All "
@@ -560,8 +569,12 @@ class Benchmark:
         return self.results(time.perf_counter() - t0)
 
     def diffusion_notes(self) -> None:
+        from teco_jax.data import tfds_io
+
         p, d = self.p, self.dwm
-        check_actions(self.actions[:, :p.length], d.num_actions)
+        if d.config.model.use_actions:
+            tfds_io.check_action_values(self.actions[:, :p.length], d.num_actions,
+                                        f"model.num_actions of {self.args.diffusion}", self.args.data)
         k = self.diffusion_context(p.context)
         self.note(f"the diffusion baseline's sampler conditions on {d.sampler.context_frames} frames "
                   f"(model.sampling.context_frames): it is given only the last {k} of the {p.context} context "
@@ -670,10 +683,20 @@ def write_grids(out: Path, grids: dict[str, list[np.ndarray]], fps: float) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    from teco_jax.errors import UserError
+
+    try:
+        args = parse_args(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    from teco_jax.sample import check_model_actions
     from teco_jax.world_model import WorldModel
 
     try:
+        for model_dir in (args.checkpoint, args.diffusion):  # from the configs, before loading any model
+            if model_dir is not None:
+                check_model_actions(model_dir, args.data)
         wm = WorldModel.load(args.checkpoint, step=args.step, vqgan_dir=args.vqgan)
         preset, protocol = resolve_protocol(args, wm.frame_shape[0])
         check_protocol(protocol, args.fvd)
@@ -688,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             if dwm.frame_shape != data.frame_shape:
                 raise ValueError(f"the dataset's frames are {data.frame_shape}, the diffusion baseline's "
                                  f"{dwm.frame_shape}")
-    except (FileNotFoundError, ValueError) as e:
+    except (UserError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"benchmark: {args.checkpoint} on {args.num_videos} videos of {args.data}/{args.split}, preset {preset}: "

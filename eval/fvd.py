@@ -48,6 +48,7 @@ import numpy as np
 
 RESOLUTION = 224    # I3D's input size; its final 7x7 average pool assumes it
 MIN_FRAMES = 9      # fewer and the temporal average pool is empty
+MIN_VIDEOS = 2      # per set: the Fréchet distance needs an unbiased covariance (N - 1 > 0)
 NUM_FEATURES = 400  # Kinetics-400 logits
 _RANGE_TOL = 1e-3   # float videos may stray this far outside [0, 1]
 
@@ -153,8 +154,8 @@ def _gaussian(feats: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(feats, dtype=np.float64)
     if f.ndim != 2:
         raise ValueError(f"{name}: expected features (N, F), got shape {f.shape}")
-    if f.shape[0] < 2:
-        raise ValueError(f"{name}: need at least 2 samples for a covariance, got {f.shape[0]}")
+    if f.shape[0] < MIN_VIDEOS:
+        raise ValueError(f"{name}: need at least {MIN_VIDEOS} samples for a covariance, got {f.shape[0]}")
     if not np.isfinite(f).all():
         raise ValueError(f"{name}: features contain NaN or inf")
     return f.mean(axis=0), np.cov(f, rowvar=False, ddof=1).reshape(f.shape[1], f.shape[1])

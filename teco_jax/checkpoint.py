@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import grain
+from absl import logging as absl_logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from teco_jax.errors import UserError
 
-class CheckpointMismatchError(ValueError):
+
+class CheckpointMismatchError(UserError):
     """A checkpoint does not fit the model or config it is being restored into."""
 
 
@@ -36,11 +39,28 @@ def save_config(workdir: Path | str, config: ml_collections.ConfigDict) -> None:
         tmp.replace(path)
 
 
+def has_checkpoint(workdir: Path | str) -> bool:
+    """Whether WORKDIR/checkpoints holds a complete (renamed, not temporary) checkpoint."""
+    directory = Path(workdir) / "checkpoints"
+    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+
 def load_config(workdir: Path | str) -> ml_collections.ConfigDict:
     path = Path(workdir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{workdir}: no config.json; is this a teco_jax workdir?")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def _by_path(tree: Any) -> dict[str, Any]:
+    """{"params/enc/kernel/value": leaf} of a state pytree or of orbax's metadata of one."""
+    def name(key):
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    return {"/".join(name(k) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 class Checkpointer:
@@ -61,19 +81,47 @@ class Checkpointer:
             items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
         self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
+    def check(self, abstract_state: Any, step: int) -> None:
+        """Raise CheckpointMismatchError (one line, naming the arrays) unless checkpoint `step`
+        holds exactly the arrays of `abstract_state`, with the same shapes. Reads metadata only."""
+        path = self.directory / str(step) / "state"
+        verbosity = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns about a metadata file it does not need
+        try:
+            stored = _by_path(ocp.StandardCheckpointer().metadata(path).item_metadata)
+        except Exception:  # noqa: BLE001 - unreadable metadata: restore reports the problem
+            return
+        finally:
+            absl_logging.set_verbosity(verbosity)
+        wanted = _by_path(abstract_state)
+        order = lambda keys: sorted(keys, key=lambda k: (not k.startswith("params"), k))  # noqa: E731
+        problems = [f"{k}: missing from the checkpoint" for k in order(set(wanted) - set(stored))]
+        problems += [f"{k}: in the checkpoint, not in the model" for k in order(set(stored) - set(wanted))]
+        problems += [f"{k}: checkpoint {tuple(stored[k].shape)}, model {tuple(wanted[k].shape)}"
+                     for k in order(set(stored) & set(wanted))
+                     if not jax.dtypes.issubdtype(wanted[k].dtype, jax.dtypes.prng_key)
+                     and tuple(stored[k].shape) != tuple(wanted[k].shape)]
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise CheckpointMismatchError(f"checkpoint {path.parent} does not match this model/config: "
+                                          + "; ".join(problems[:3]) + more)
+
     def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None) -> Any:
         """Restore into `abstract_state` (ShapeDtypeStructs with shardings); also the iterator."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        self.check(abstract_state, step)
         items = {"state": ocp.args.StandardRestore(abstract_state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         try:
             restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         except (ValueError, KeyError, TypeError) as e:
+            detail = " ".join(str(e).split())  # orbax's messages span lines: keep one
+            detail = detail if len(detail) <= 300 else detail[:300] + " ..."
             raise CheckpointMismatchError(
-                f"checkpoint {self.directory / str(step)} does not match this model/config: {e}") from e
+                f"checkpoint {self.directory / str(step)} does not match this model/config: {detail}") from e
         return restored["state"]
 
     def wait(self) -> None:

@@ -93,7 +93,7 @@ def from_file(spec: str) -> ml_collections.ConfigDict:
     if not file.exists():
         file = pathlib.Path(__file__).resolve().parents[1] / path
     if not file.exists():
-        raise FileNotFoundError(f"no config file {path}")
+        raise FileNotFoundError(f"no config file {path} (looked in {pathlib.Path.cwd()} and the repository)")
     return load_sibling(str(file), file.stem).get_config(preset)
 
 
@@ -103,14 +103,31 @@ def check_preset(arg: str, presets: tuple[str, ...]) -> str:
     return arg
 
 
+def _config_spec(argv: list[str]) -> str | None:
+    """The value of --config in argv (`--config=X` or `--config X`), if given."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parser for `app.run(main, flags_parser=parse_flags)`: like absl's own, but an
-    override of a key the config does not have (`--config.model.nope=1`) is a one-line error
-    naming the flag, not a traceback."""
+    """absl flag parser for `app.run(main, flags_parser=parse_flags)`: like absl's own, but a
+    missing config file, an unknown preset (`:tinyy`) or an override of a key the config does
+    not have (`--config.model.nope=1`) is a one-line error naming it, not a traceback."""
     import sys
 
     from absl import app
 
+    spec = _config_spec(argv[1:])
+    if spec is not None:
+        try:
+            from_file(spec)
+        except (FileNotFoundError, ValueError) as e:
+            sys.stderr.write(f"FATAL Flags parsing error: --config {spec}: {e}\n")
+            sys.exit(1)
     try:
         return app.parse_flags_with_usage(argv)
     except (KeyError, AttributeError) as e:

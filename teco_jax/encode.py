@@ -5,7 +5,8 @@
 --data is a TFDS directory (teco_jax.data.build) or an episode root in the authors'
 layout (ROOT/{train,test}/**/*.npz or .mp4). The output is a TFDS array_record dataset
 with `codes` int16 (T, 16, 16), `actions`, and `pose`/extras when present; its
-teco_meta.json names the VQ-GAN so TECO can find the code embeddings and decoder.
+teco_meta.json names the VQ-GAN so TECO can find the code embeddings and decoder, and
+carries the action set (count and names) of --data over.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from teco_jax.data import formats, tfds_io
+from teco_jax.errors import UserError
 
 
 def load_vqgan(workdir: Path | str):
@@ -55,13 +57,16 @@ class Encoder:
         return np.concatenate(codes)[:t].astype(np.int16)
 
 
-def _episodes(data: Path, split: str) -> tuple[Iterator[tuple[str, dict]], int]:
-    """(episode iterator, number of episodes) from a TFDS dir or an episode root."""
+def _episodes(data: Path, split: str, num_actions: int | None = None,
+              num_actions_from: str = "") -> tuple[Iterator[tuple[str, dict]], int]:
+    """(episode iterator, number of episodes) from a TFDS dir or an episode root (whose
+    episodes are checked against num_actions)."""
     try:
         meta, sources = tfds_io.load(data)
     except FileNotFoundError:
         files = formats.find_episodes(data, split)
-        return ((str(p.relative_to(data / split)), formats.read_episode(p)) for p in files), len(files)
+        return ((str(p.relative_to(data / split)), formats.read_episode(p, num_actions, num_actions_from))
+                for p in files), len(files)
     if split not in sources:
         return iter(()), 0
     src = sources[split]
@@ -83,20 +88,26 @@ def splits_of(data: Path) -> list[str]:
         return [s for s in formats.SPLITS if (data / s).is_dir()]
 
 
+def action_set_of(data: Path) -> tuple[int | None, tuple[str, ...], str]:
+    """(num_actions, action names, where the count comes from) of --data: a TFDS dataset's
+    metadata (None when its count was inferred: inferred again), or an episode root's meta.json."""
+    try:
+        meta = tfds_io.load(data)[0]
+    except FileNotFoundError:
+        return formats.action_set(data)
+    return (None if meta.num_actions_inferred else meta.num_actions), meta.action_names, ""
+
+
 def encode_dataset(vqgan_dir: Path, data: Path, out: Path, name: str | None = None, chunk: int = 64) -> tfds_io.DatasetMeta:
     vqgan, vq_config = load_vqgan(vqgan_dir)
     encoder = Encoder(vqgan, chunk)
-    num_actions = None
-    try:
-        num_actions = tfds_io.load(data)[0].num_actions
-    except FileNotFoundError:
-        num_actions = formats.read_meta(data).get("num_actions")
+    num_actions, action_names, num_actions_from = action_set_of(data)
     splits = splits_of(data)
     if not splits:
         raise formats.EpisodeError(f"{data}: no train/ or test/ split to encode")
     iters, total = {}, 0
     for s in splits:
-        it, n = _episodes(data, s)
+        it, n = _episodes(data, s, num_actions, num_actions_from)
         iters[s], total = it, total + n
     bar = tqdm(total=total, unit="ep", desc=f"encode {data}")
     frames = [0]
@@ -114,7 +125,7 @@ def encode_dataset(vqgan_dir: Path, data: Path, out: Path, name: str | None = No
     meta = tfds_io.write_dataset(out, name or f"{tfds_io.default_name(Path(data))}_codes",
                                  {s: encoded(it) for s, it in iters.items()}, num_actions=num_actions,
                                  source=str(data), vocab_size=int(vq_config.model.codebook_size),
-                                 vqgan=str(Path(vqgan_dir).absolute()))
+                                 vqgan=str(Path(vqgan_dir).absolute()), action_names=action_names)
     bar.close()
     elapsed = time.perf_counter() - start
     print(f"encoded {frames[0]} frames in {elapsed:.1f}s: {frames[0] / elapsed:.0f} frames/s")
@@ -131,11 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         meta = encode_dataset(args.vqgan, args.data, args.out, args.name, args.chunk)
-    except (formats.EpisodeError, FileExistsError, FileNotFoundError, ValueError) as e:
+    except (UserError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if meta.num_actions_inferred:
+        print(f"note: {args.data} does not name its action set: num_actions={meta.num_actions} inferred "
+              f"from the data (largest action + 1)")
     print(f"wrote {meta.name} to {args.out}: {meta.num_examples} episodes, codes {meta.frame_shape}, "
-          f"vocabulary {meta.vocab_size}")
+          f"vocabulary {meta.vocab_size}, {meta.describe_actions()}")
     return 0
 
 

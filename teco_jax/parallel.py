@@ -147,3 +147,13 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
     """Assemble this process's part of the batch into global arrays sharded over the batch axes."""
     return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, np.ndim(v)), np.asarray(v))
             for k, v in local.items()}
+
+
+def to_host(x: Any) -> np.ndarray:
+    """All of an array as numpy, on every process: a global array sharded over several hosts is
+    all-gathered first (every process must call this together)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))

@@ -54,6 +54,35 @@ def load_episodes(data_dir: Path | str, split: str, num: int, length: int):
     return np.stack(videos), np.stack(actions)
 
 
+def read_model_config(checkpoint: Path | str):
+    """The TECO config of a workdir (config.json) or bundle (teco.json), or None if there is none
+    (loading the model then says what is missing). Reads no parameters."""
+    import json
+
+    import ml_collections
+
+    path = Path(checkpoint)
+    for name in ("teco.json", "config.json"):
+        if (path / name).is_file():
+            try:
+                return ml_collections.ConfigDict(json.loads((path / name).read_text()))
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def check_model_actions(checkpoint: Path | str, data_dir: Path | str) -> None:
+    """UserError, before the model is loaded, if the dataset's action set is not the checkpoint's
+    (model.num_actions); models trained without actions take any dataset."""
+    from teco_jax.data import tfds_io
+
+    config = read_model_config(checkpoint)
+    if config is None or not config.model.get("use_actions", True):
+        return
+    tfds_io.check_actions(tfds_io.load_meta(data_dir), int(config.model.num_actions),
+                          f"model.num_actions of {checkpoint}", data_dir=data_dir)
+
+
 # ----------------------------------------------------------------- pictures
 
 def framed(frames_THW3: np.ndarray, color_T3: np.ndarray, width: int = 2) -> np.ndarray:
@@ -128,17 +157,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from teco_jax.data import tfds_io
+    from teco_jax.errors import UserError
     from teco_jax.world_model import WorldModel
 
     try:
+        if args.actions:
+            check_model_actions(args.checkpoint, args.data)
         real, actions = load_episodes(args.data, args.split, args.num, args.length)
         wm = WorldModel.load(args.checkpoint, step=args.step, vqgan_dir=args.vqgan)
         if args.context > wm.window:
-            raise ValueError(f"--context {args.context} is more than the model's window of "
-                             f"data.seq_len={wm.window} frames")
+            raise UserError(f"--context {args.context} is more than the model's window of "
+                            f"data.seq_len={wm.window} frames")
         if args.actions and not wm.config.model.use_actions:
-            raise ValueError(f"{args.checkpoint} was trained without actions: add --no-actions")
-    except (FileNotFoundError, ValueError) as e:
+            raise UserError(f"{args.checkpoint} was trained without actions: add --no-actions")
+        if args.actions:
+            tfds_io.check_action_values(actions, wm.num_actions, f"model.num_actions of {args.checkpoint}", args.data)
+    except (UserError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     sampler = wm.sampler.override(schedule=args.schedule, temperature=args.temperature)

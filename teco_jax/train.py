@@ -3,8 +3,16 @@
     python -m teco_jax.train --config configs/vqgan_dmlab.py:tiny --workdir runs/vqgan \
         --config.data.dir=data/dmlab_tfds [--config.train.num_steps=2000 ...]
 
-A workdir that already holds a checkpoint is resumed. `--dry_run` builds the model's
-shapes only and prints parameter counts and per-device memory, without data.
+A workdir that already holds a checkpoint is resumed; a resume may change only the keys
+listed in teco_jax/workdir.py (train.*, data.dir, the mesh, the learning-rate schedule),
+and every start is recorded in WORKDIR/config_history.jsonl. `--dry_run` builds the
+model's shapes only and prints parameter counts and per-device memory, without data.
+
+Exit status:
+    0    trained to train.num_steps, or stopped at train.max_minutes (checkpoint saved)
+    1    bad input (one line: `error: ...`, naming the key, file or directory) or a crash
+    130  Ctrl-C (checkpoint saved; rerun the same command to resume)
+    143  SIGTERM, e.g. a scheduler's preemption (checkpoint saved; rerun to resume)
 Several hosts: pass --coordinator_address/--num_processes/--process_id, or set them in
 the environment that `jax.distributed.initialize()` reads (SLURM, TPU pods).
 """
@@ -16,6 +24,10 @@ import sys
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from teco_jax.errors import UserError
+
+EXIT_INTERRUPTED, EXIT_PREEMPTED = 130, 128 + 15
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, optionally with :preset", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, logs and images")
@@ -57,10 +69,14 @@ def main(argv) -> int:
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
     try:
-        Trainer(config, _WORKDIR.value).train()
+        trainer = Trainer(config, _WORKDIR.value)
+        trainer.train()
     except KeyboardInterrupt:  # Ctrl-C: the trainer has saved a checkpoint; no traceback for the user
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return EXIT_PREEMPTED if trainer.stop_reason == "signal" else 0
 
 
 if __name__ == "__main__":

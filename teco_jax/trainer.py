@@ -11,6 +11,7 @@ draws exactly the randomness an uninterrupted run would.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ from tqdm import tqdm
 
 from teco_jax import checkpoint, optim, parallel
 from teco_jax import logging as tlog
+from teco_jax import workdir as wd
 from teco_jax.data import pipeline
+from teco_jax.errors import UserError
 from teco_jax.tasks import base as tasks
 
 
@@ -49,6 +52,16 @@ def _bytes_per_device(tree: Any, shardings: Any) -> int:
     return total
 
 
+def _any_process(*flags: bool) -> tuple[bool, ...]:
+    """Each flag, true on every process if it is true on any (one small all-gather over hosts)."""
+    if jax.process_count() == 1:
+        return tuple(bool(f) for f in flags)
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.asarray(flags, np.int32))  # (processes, flags)
+    return tuple(bool(v) for v in np.max(gathered.reshape(-1, len(flags)), axis=0))
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -63,7 +76,7 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, workdir: Path | str,
                  devices: list[jax.Device] | None = None):
         """`devices`: the devices of the mesh (default: all devices of all processes)."""
-        self.config = config
+        self.config = wd.absolute_paths(config)
         self.workdir = Path(workdir)
         self.task = tasks.get(config.task)(config)
         self.mesh = parallel.make_mesh(config.mesh.shape, devices=devices)
@@ -71,6 +84,7 @@ class Trainer:
         self.tx = optim.make(config.optim)
         self.lr_schedule = optim.schedule(config.optim)
         self._stop_requested = False
+        self.stop_reason = ""
 
         task, tx = self.task, self.tx
 
@@ -176,25 +190,84 @@ class Trainer:
         else:
             tqdm.write(f"received signal {signum}: saving a checkpoint and stopping after this step")
 
+    def data_meta(self):
+        """The training dataset's metadata (a one-line error when config.data.dir is not a dataset)."""
+        from teco_jax.data import tfds_io
+
+        data_dir = self.config.data.dir
+        if not data_dir:
+            raise UserError("config.data.dir is empty: point it at a dataset written by teco_jax.data.build "
+                            "or teco_jax.encode (--config.data.dir=...)")
+        if not Path(data_dir).is_dir():
+            raise UserError(f"config.data.dir={data_dir}: no such directory")
+        try:
+            return tfds_io.load_meta(data_dir)
+        except (FileNotFoundError, ValueError) as e:
+            raise UserError(f"config.data.dir: {e}") from e
+
+    def _lock(self) -> wd.Lock | None:
+        """Process 0 locks the workdir; every process learns whether it could (no process hangs)."""
+        lock, error = None, None
+        if jax.process_index() == 0:
+            lock = wd.Lock(self.workdir)
+            try:
+                lock.acquire()
+            except wd.WorkdirError as e:
+                lock, error = None, e
+        if not _any_process(error is not None)[0]:
+            return lock
+        raise error or wd.WorkdirError(f"{self.workdir}: process 0 could not lock the workdir (see its log)")
+
     def train(self, num_steps: int | None = None) -> TrainState:
+        """Train to `num_steps` (default train.num_steps), resuming from the workdir's latest checkpoint.
+
+        Before anything is written or compiled: the config is checked against the stored one
+        (teco_jax/workdir.py), the data and the task's expectations of it are checked. A start
+        that fails before its first checkpoint removes the workdir it created.
+        `self.stop_reason` says how it ended: "done", "max_minutes" or "signal"."""
+        cfg = self.config
+        self._check_batch_size()
+        resuming = checkpoint.has_checkpoint(self.workdir)
+        changes = wd.check_resume(self.workdir, cfg) if resuming else {}
+        self.task.preflight(self.data_meta())
+        constants = self.device_constants()  # e.g. loads TECO's VQ-GAN: errors here come before compiling
+        created = not self.workdir.exists() or not any(self.workdir.iterdir())
+        lock = self._lock()
+        try:
+            return self._train(num_steps, constants, changes)
+        except BaseException:
+            if created and not checkpoint.has_checkpoint(self.workdir) and jax.process_index() == 0:
+                if lock is not None:
+                    lock.release()
+                shutil.rmtree(self.workdir, ignore_errors=True)  # a failed start leaves no debris
+            raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _train(self, num_steps: int | None, constants: Any, changes: dict) -> TrainState:
         cfg, tcfg = self.config, self.config.train
         num_steps = tcfg.num_steps if num_steps is None else num_steps
-        self._check_batch_size()
         lead = jax.process_index() == 0
-        checkpoint.save_config(self.workdir, cfg)
-        ckpt = checkpoint.Checkpointer(self.workdir, keep=tcfg.keep_ckpts)
-        writer = tlog.MetricWriter(self.workdir)
         data_iter = iter(self.dataset("train", batch_size=cfg.data.batch_size, seed=cfg.seed))
-        if ckpt.latest_step() is not None:
-            with jax.set_mesh(self.mesh):
-                state = ckpt.restore(self.abstract_state, data_iter)
-            if lead:
-                print(f"resumed from {ckpt.directory}/{ckpt.latest_step()} (step {int(state.step)})")
-        else:
-            state = self.create_state()
-        constants = self.device_constants()
+        ckpt = checkpoint.Checkpointer(self.workdir, keep=tcfg.keep_ckpts)
+        try:
+            if ckpt.latest_step() is not None:
+                with jax.set_mesh(self.mesh):
+                    state = ckpt.restore(self.abstract_state, data_iter)
+                if lead:
+                    print(f"resumed from {ckpt.directory}/{ckpt.latest_step()} (step {int(state.step)})")
+            else:
+                state = self.create_state()
+        except BaseException:
+            ckpt.close()
+            raise
+        if lead:  # only now, with the checkpoint known to fit: the config and its history
+            wd.record_config(self.workdir, cfg, int(state.step), changes)
+        writer = tlog.MetricWriter(self.workdir)
         start = int(state.step)
         self._interrupted = False
+        self.stop_reason = "done"
         previous = signal.signal(signal.SIGTERM, self._request_stop)
         previous_int = signal.signal(signal.SIGINT, self._request_stop)
         bar = tqdm(total=num_steps, initial=start, desc=f"train {cfg.task}", disable=not lead,
@@ -224,14 +297,21 @@ class Trainer:
                     self._visualize(state, batch, constants, writer, done)
                 if tcfg.eval_every and done % tcfg.eval_every == 0 and done != num_steps:
                     self._evaluate(state, constants, writer, done)
-                if tcfg.get("max_minutes", 0) and time.perf_counter() - t_start > 60 * tcfg.max_minutes:
-                    if lead and not self._stop_requested:
+                # Stop decisions are global: every process saves the same step, none waits on a peer.
+                out_of_time = bool(tcfg.get("max_minutes", 0)) and time.perf_counter() - t_start > 60 * tcfg.max_minutes
+                # The handler's flag is read once per step, so a signal arriving mid-step counts from the next.
+                signalled, out_of_time = _any_process(self._stop_requested, out_of_time)
+                stop = signalled or out_of_time
+                if signalled:
+                    self.stop_reason = "signal"
+                elif out_of_time:
+                    self.stop_reason = "max_minutes"
+                    if lead:
                         tqdm.write(f"train.max_minutes={tcfg.max_minutes} reached at step {done}")
-                    self._stop_requested = True
                     self._evaluate(state, constants, writer, done)
-                if done % tcfg.ckpt_every == 0 or done == num_steps or self._stop_requested:
+                if done % tcfg.ckpt_every == 0 or done == num_steps or stop:
                     ckpt.save(done, state, data_iter, force=True)
-                if self._stop_requested:
+                if stop:
                     ckpt.wait()
                     if lead:
                         what = "interrupted" if self._interrupted else "stopped"
@@ -281,6 +361,7 @@ class Trainer:
                 f"{f.replace('_size_in_bytes', '')} {_fmt_bytes(getattr(analysis, f, 0))}" for f in fields))
 
     def _visualize(self, state, batch, constants, writer, step) -> None:
+        """Every process draws the same picture from the whole batch; process 0 writes it."""
         image = self.task.visualize(self.model(state), batch, constants)
         if image is not None:
             writer.image(step, "samples", image)
@@ -288,8 +369,9 @@ class Trainer:
     def evaluate(self, state: TrainState, constants: Any = None) -> dict[str, float]:
         tcfg = self.config.train
         # A fixed sample: clips at seeded random offsets, repeating the split if it is small.
+        # Each process reads its part of every batch; the task sees global arrays (all of the data).
         ds = self.dataset("test", batch_size=tcfg.eval_batch_size, seed=0)
-        batches = (b for _, b in zip(range(tcfg.eval_batches), ds))
+        batches = (parallel.global_batch(b, self.mesh) for _, b in zip(range(tcfg.eval_batches), ds))
         constants = self.device_constants() if constants is None else constants
         return self.task.evaluate(self.model(state), batches, constants)
 

@@ -70,7 +70,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tfds_dir, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("sig, returncode, message", [(signal.SIGTERM, 0, "stopped at step"),
+@pytest.mark.parametrize("sig, returncode, message", [(signal.SIGTERM, 143, "stopped at step"),
                                                       (signal.SIGINT, 130, "interrupted at step")])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tfds_dir, tmp_path, sig, returncode, message):
     """SIGTERM (a scheduler's preemption) and SIGINT (Ctrl-C) both save the current step, say so, and

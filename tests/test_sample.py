@@ -173,3 +173,43 @@ def test_cli_errors_and_help(runs, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         sample.main(["--help"])
     assert exit_.value.code == 0 and "--no-actions" in capsys.readouterr().out
+
+
+def _nine_action_frames(root):
+    """A 32x32 raw-frame dataset whose meta.json names 9 actions (the tiny TECO has 6)."""
+    write_episodes(root / "src", {"test": 2}, size=32, length=8, num_actions=9)
+    (root / "src" / "meta.json").write_text(json.dumps({"num_actions": 9, "action_names": list("abcdefghi")}))
+    tfds_io.build_from_episodes(root / "src", root / "frames9")
+    return root / "frames9"
+
+
+def test_cli_refuses_a_dataset_with_another_action_set(tmp_path, capsys):
+    """Checked from the checkpoint's config (workdir or bundle) before the model is loaded."""
+    data = _nine_action_frames(tmp_path)
+    checkpoint.save_config(tmp_path / "teco", teco_tiny_config())  # no checkpoint: loading it would fail
+    capsys.readouterr()  # TFDS's progress bars
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "teco.json").write_text(teco_tiny_config().to_json())
+    for model in (tmp_path / "teco", tmp_path / "bundle"):
+        argv = ["--checkpoint", str(model), "--data", str(data), "--out", str(tmp_path / "out"),
+                "--context", "2", "--length", "4", "--num", "1"]
+        assert sample.main(argv) == 1
+        assert capsys.readouterr().err == (
+            f"error: {data}: the dataset has 9 actions (a, b, c, d, e, f, g, h, i), but model.num_actions of "
+            f"{model} is 6: the model and its data must share one action set\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_names_a_truncated_dataset_file(tmp_path, capsys):
+    write_episodes(tmp_path / "src", {"test": 2}, size=32, length=8)
+    tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "frames", name="frames32", num_actions=6)
+    (shard,) = (tmp_path / "frames" / "frames32" / tfds_io.VERSION).glob("*-test.array_record-*")
+    shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
+    checkpoint.save_config(tmp_path / "teco", teco_tiny_config())
+    capsys.readouterr()  # TFDS's progress bars
+    argv = ["--checkpoint", str(tmp_path / "teco"), "--data", str(tmp_path / "frames"), "--out", str(tmp_path / "out"),
+            "--context", "2", "--length", "4", "--num", "1"]
+    assert sample.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {shard}: truncated or corrupt array_record file") and err.count("\n") == 1
+    assert "rebuild the dataset: python -m teco_jax.data.build" in err and not (tmp_path / "out").exists()

@@ -43,6 +43,7 @@ def test_restore_rejects_a_mismatched_checkpoint(tfds_dir, tmp_path):
     wider = toy_config(tfds_dir, num_steps=2)
     wider.unlock()
     wider.model.width = 16
+    (tmp_path / "config.json").unlink()  # else the stored config refuses it first (tests/test_workdir.py)
     with pytest.raises(checkpoint.CheckpointMismatchError, match="does not match"):
         trainer.Trainer(wider, tmp_path).train()
 

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from teco_jax import config_base
+from teco_jax import config_base, parallel
+from teco_jax import logging as tlog
 from teco_jax.nn import layers
 from teco_jax.tasks import base
 
@@ -39,6 +40,11 @@ class ToyTask(base.Task):
         noise = 0.01 * jax.random.normal(key, x.shape)
         err = jnp.mean(jnp.square(model(x + noise) - x))
         return err, {"mse": err}
+
+    def visualize(self, model, batch, constants):
+        """Inputs over reconstructions (gathered from every process when the batch spans several)."""
+        x = batch["video"][:4].astype(jnp.float32) / 127.5 - 1
+        return tlog.image_grid([parallel.to_host(batch["video"][:4]), tlog.to_uint8(parallel.to_host(model(x)))])
 
     def evaluate(self, model, batches, constants):
         errs = [float(jnp.mean(jnp.square(model(b["video"][:, 0] / 127.5 - 1) - (b["video"][:, 0] / 127.5 - 1))))

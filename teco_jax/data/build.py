@@ -3,7 +3,9 @@
     python -m teco_jax.data.build --src data/dmlab --out data/dmlab_tfds
 
 reads SRC/{train,test}/**/*.npz (or *.mp4 with a sibling .npz holding `actions`)
-and writes OUT/<name>/1.0.0/, which `teco_jax.data.pipeline` reads.
+and writes OUT/<name>/1.0.0/, which `teco_jax.data.pipeline` reads. The action set is
+--num_actions, else SRC/meta.json's (`num_actions`, `action_names`: episodes with actions
+outside it are refused), else inferred from the data as the largest action + 1.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from teco_jax.data import formats, tfds_io
+from teco_jax.data import tfds_io
+from teco_jax.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         meta = tfds_io.build_from_episodes(args.src, args.out, args.name, args.num_actions, args.skip_bad)
-    except (formats.EpisodeError, FileExistsError) as e:
+    except (UserError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if meta.num_actions_inferred:
+        print(inferred_note(args.src, meta.num_actions))
     print(f"wrote {meta.name} to {args.out} in {time.perf_counter() - start:.1f}s: "
           f"{meta.num_examples} episodes of {meta.min_length}-{meta.max_length} frames, "
-          f"{meta.frame_feature} {meta.frame_shape}, {meta.num_actions} actions")
+          f"{meta.frame_feature} {meta.frame_shape}, {meta.describe_actions()}")
     return 0
+
+
+def inferred_note(src: Path | str, num_actions: int) -> str:
+    """The line printed when no meta.json or flag gave the action count."""
+    return (f"note: {src} has no meta.json naming its actions: num_actions={num_actions} inferred from the "
+            f"data (largest action + 1); pass --num_actions N if the action set is larger")
 
 
 if __name__ == "__main__":

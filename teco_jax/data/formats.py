@@ -6,7 +6,7 @@ Two layouts are accepted, the ones the TECO authors' downloads use:
     ROOT/{train,test}/**/*.mp4   each with a sibling `.npz` holding `actions` (T,)
 
 Our generators add `pose` float (T, 3) and per-episode arrays (e.g. a maze `layout`);
-any extra array is kept. Every problem raises `EpisodeError` naming the file.
+any extra array is kept. Every problem raises `EpisodeError` (a `UserError`) naming the file.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from typing import Iterator
 
 import numpy as np
 
+from teco_jax.errors import UserError
+
 Episode = dict[str, np.ndarray]
 SPLITS = ("train", "test")
 
 
-class EpisodeError(ValueError):
+class EpisodeError(UserError):
     """A dataset file is unreadable or does not match the expected layout."""
 
 
@@ -51,6 +53,29 @@ def read_meta(root: Path | str) -> dict:
         raise EpisodeError(f"{path}: not valid JSON ({e})") from e
 
 
+def action_set(root: Path | str, num_actions: int | None = None) -> tuple[int | None, tuple[str, ...], str]:
+    """(num_actions, action names, where the count comes from) of an episode root.
+
+    The count is `num_actions` when given (a --num_actions flag), else ROOT/meta.json's
+    `num_actions` (or the number of its `action_names`), else None: unknown, to be inferred
+    from the data. Names come from meta.json and are kept only when they match the count.
+    """
+    path = Path(root) / "meta.json"
+    meta = read_meta(root)
+    names = meta.get("action_names") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise EpisodeError(f"{path}: `action_names` must be a list of strings, got {names!r}")
+    listed = meta.get("num_actions", len(names) if names else None)
+    if names and listed != len(names):
+        raise EpisodeError(f"{path}: num_actions={listed} but `action_names` lists {len(names)} names")
+    if num_actions is None:
+        return listed, tuple(names), (str(path) if listed is not None else "")
+    if listed is not None and listed != num_actions:
+        raise EpisodeError(f"--num_actions {num_actions} contradicts {path} (num_actions={listed}); "
+                           f"drop the flag or fix meta.json")
+    return num_actions, tuple(names), "--num_actions"
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -74,10 +99,11 @@ def _load_mp4(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def read_episode(path: Path | str, num_actions: int | None = None) -> Episode:
+def read_episode(path: Path | str, num_actions: int | None = None, num_actions_from: str = "") -> Episode:
     """Read and validate one episode: `video` uint8 (T,H,W,3), `actions` int32 (T,), extras.
 
-    num_actions: if given, actions must lie in [0, num_actions).
+    num_actions: if given, actions must lie in [0, num_actions); num_actions_from says where
+    that count comes from (e.g. "ROOT/meta.json"), for the error message.
     """
     path = Path(path)
     if path.suffix == ".mp4":
@@ -90,11 +116,11 @@ def read_episode(path: Path | str, num_actions: int | None = None) -> Episode:
         arrays = _load_npz(path)
     else:
         raise EpisodeError(f"{path}: unsupported file type (expected .npz or .mp4)")
-    return validate_episode(arrays, path, num_actions)
+    return validate_episode(arrays, path, num_actions, num_actions_from)
 
 
 def validate_episode(arrays: dict[str, np.ndarray], path: Path | str,
-                     num_actions: int | None = None) -> Episode:
+                     num_actions: int | None = None, num_actions_from: str = "") -> Episode:
     """Check shapes, dtypes and ranges; returns the episode with canonical dtypes."""
     for key in ("video", "actions"):
         if key not in arrays:
@@ -112,8 +138,9 @@ def validate_episode(arrays: dict[str, np.ndarray], path: Path | str,
     if len(actions) and actions.min() < 0:
         raise EpisodeError(f"{path}: negative action {actions.min()}")
     if num_actions is not None and len(actions) and actions.max() >= num_actions:
+        origin = f", num_actions from {num_actions_from}" if num_actions_from else ""
         raise EpisodeError(f"{path}: action {actions.max()} out of range: the action set has "
-                           f"{num_actions} actions (0..{num_actions - 1})")
+                           f"{num_actions} actions (0..{num_actions - 1}{origin})")
     out = dict(arrays)
     out["actions"] = actions.astype(np.int32)
     if "pose" in out:
@@ -125,7 +152,7 @@ def validate_episode(arrays: dict[str, np.ndarray], path: Path | str,
 
 
 def iter_episodes(root: Path | str, split: str, num_actions: int | None = None,
-                  skip_bad: bool = False) -> Iterator[tuple[str, Episode]]:
+                  skip_bad: bool = False, num_actions_from: str = "") -> Iterator[tuple[str, Episode]]:
     """Yield (episode id, episode) for a split; ids are paths relative to ROOT/split.
 
     With skip_bad, unreadable or invalid files are reported and skipped instead of raising.
@@ -133,7 +160,7 @@ def iter_episodes(root: Path | str, split: str, num_actions: int | None = None,
     root = Path(root)
     for path in find_episodes(root, split):
         try:
-            episode = read_episode(path, num_actions)
+            episode = read_episode(path, num_actions, num_actions_from)
         except EpisodeError as e:
             if not skip_bad:
                 raise

@@ -38,6 +38,13 @@ class Task(abc.ABC):
              constants: Any) -> tuple[jax.Array, Metrics]:
         """Scalar loss to minimise and metrics to log (scalars). Runs inside jit."""
 
+    def preflight(self, data_meta: Any | None) -> None:
+        """Check the config against the training data before anything is compiled or written.
+
+        `data_meta`: the `tfds_io.DatasetMeta` of config.data.dir (None when there is no data,
+        e.g. a dry run). Raise `teco_jax.errors.UserError` with a one-line message naming the
+        config key and the dataset on a mismatch (frame size, vocabulary, action count)."""
+
     def constants(self) -> Any:
         """Frozen arrays the loss needs (e.g. LPIPS weights), passed to it as an argument."""
         return None
@@ -57,6 +64,18 @@ class Task(abc.ABC):
     def describe(self, model: nnx.Module) -> dict[str, int]:
         """Parameter counts by component, printed by the dry run."""
         return {"total": count_params(model)}
+
+
+def check_frame_feature(config: ml_collections.ConfigDict, data_meta: Any, expected: str, trainer: str,
+                        fix: str) -> None:
+    """For `preflight`: the dataset holds `expected` ("video" frames or VQ-GAN "codes"), else a
+    one-line error naming config.data.dir, what `trainer` trains on, and `fix`."""
+    from teco_jax.errors import UserError
+
+    what = {"video": "raw frames", "codes": "VQ-GAN codes"}
+    if data_meta.frame_feature != expected:
+        raise UserError(f"config.data.dir={config.data.dir} holds {what.get(data_meta.frame_feature, '?')}, but "
+                        f"{trainer} trains on {what[expected]}: {fix}")
 
 
 _REGISTRY: dict[str, type[Task]] = {}

@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from teco_jax import config_base
+from teco_jax import config_base, parallel
 from teco_jax import logging as tlog
 from teco_jax.diffusion import sample as dsample
 from teco_jax.diffusion import schedule as sch
@@ -40,6 +40,7 @@ from teco_jax.models.video_unet import (
     TemporalConv,
     VideoDenoiser,
 )
+from teco_jax.errors import UserError
 from teco_jax.nn.util import count_params
 from teco_jax.tasks import base
 from teco_jax.tasks.teco import action_dropout
@@ -147,6 +148,13 @@ class DiffusionTask(base.Task):
         m = config.model
         self.alphas_bar = sch.from_config(m.diffusion)  # (T,) float64
         if len(m.latent_mean) == 0 and m.vqgan_dir and config.data.dir:
+            from teco_jax.data import tfds_io
+
+            try:
+                meta = tfds_io.load_meta(config.data.dir)
+            except (FileNotFoundError, ValueError) as e:
+                raise UserError(f"config.data.dir: {e}") from e
+            self.preflight(meta)  # one-line errors before any frame is encoded
             mean, std = self.compute_latent_stats()
             m.latent_mean = tuple(float(x) for x in mean)
             m.latent_std = tuple(float(x) for x in std)
@@ -182,6 +190,55 @@ class DiffusionTask(base.Task):
         z = vqgan.encoder(to_float(video_BTHW3.reshape((b * t,) + video_BTHW3.shape[2:]))).astype(jnp.float32)
         z = (z - constants["mean"]) / constants["std"]
         return jax.lax.stop_gradient(z.reshape((b, t) + z.shape[1:]))
+
+    def preflight(self, data_meta) -> None:
+        """The raw-frame dataset and the VQ-GAN against config.model: frames, frame size, latents, actions."""
+        if data_meta is None:
+            return
+        from teco_jax.data import tfds_io
+
+        m, where = self.config.model, self.config.data.dir
+        base.check_frame_feature(self.config, data_meta, "video", "the diffusion baseline",
+                                 "set config.data.dir to a raw-frame dataset (python -m teco_jax.data.build); its "
+                                 "VQ-GAN encodes the frames inside the loss")
+        resolution, grid, latent_dim = self._preflight_vqgan()
+        frames = tuple(data_meta.frame_shape[:2])
+        if frames != (resolution, resolution):
+            raise UserError(f"config.data.dir={where} has {frames[0]}x{frames[1]} frames, but the VQ-GAN "
+                            f"config.model.vqgan_dir={m.vqgan_dir} takes {resolution}x{resolution} frames")
+        if tuple(int(x) for x in m.latent_grid) != grid:
+            raise UserError(f"config.model.latent_grid={tuple(m.latent_grid)}, but the VQ-GAN {m.vqgan_dir} makes "
+                            f"{grid} latents of {resolution}x{resolution} frames: set config.model.latent_grid={grid}")
+        if int(m.latent_dim) != latent_dim:
+            raise UserError(f"config.model.latent_dim={m.latent_dim}, but the VQ-GAN {m.vqgan_dir} has "
+                            f"latent_dim={latent_dim}: set config.model.latent_dim={latent_dim}")
+        if m.use_actions:
+            tfds_io.check_actions(data_meta, int(m.num_actions), "config.model.num_actions", data_dir=where)
+
+    def _preflight_vqgan(self) -> tuple[int, tuple[int, int], int]:
+        """(frame side, latent grid, latent_dim) of config.model.vqgan_dir, read from its config.json alone."""
+        from pathlib import Path
+
+        from teco_jax import checkpoint
+        from teco_jax.errors import UserError
+
+        m = self.config.model
+        if m.vqgan_dir == "random":  # random_vqgan_config: 4x down-sampling, the config's latents
+            grid = tuple(int(x) for x in m.latent_grid)
+            return 4 * grid[0], grid, int(m.latent_dim)
+        if not m.vqgan_dir:
+            raise UserError("config.model.vqgan_dir is empty: the diffusion baseline needs the VQ-GAN workdir "
+                            "whose latents it models")
+        path = Path(m.vqgan_dir)
+        if not (path / "config.json").is_file():
+            problem = "does not exist" if not path.exists() else "has no config.json (not a training workdir)"
+            raise UserError(f"config.model.vqgan_dir={m.vqgan_dir} {problem}")
+        vq = checkpoint.load_config(path)
+        if vq.get("task") != "vqgan":
+            raise UserError(f"config.model.vqgan_dir={m.vqgan_dir} holds a {vq.get('task')!r} run, not a VQ-GAN")
+        side = int(vq.model.resolution)
+        latent = side // 2 ** (len(vq.model.channel_mult) - 1)
+        return side, (latent, latent), int(vq.model.latent_dim)
 
     # ------------------------------------------------------------ model and loss
     def build_model(self, rngs: nnx.Rngs) -> VideoDenoiser:
@@ -244,17 +301,17 @@ class DiffusionTask(base.Task):
 
     def visualize(self, model, batch, constants) -> np.ndarray:
         """Rows: real frames, then one sampled window (its first context_frames frames given), for 2 videos."""
-        video = np.asarray(jax.device_get(batch["video"]))[:2]
-        actions = np.asarray(jax.device_get(batch["actions"]))[:2]
-        z0 = np.asarray(_latents(self, jnp.asarray(video), constants))
+        video = parallel.to_host(batch["video"])[:2]
+        actions = parallel.to_host(batch["actions"])[:2]
+        z0 = parallel.to_host(_latents(self, video, constants))
         s = self.sampler()
         k = min(s.context_frames, video.shape[1] - 1)
         mask = np.zeros(z0.shape[:2], np.float32)
         mask[:, :k] = 1
-        acts = np.asarray(self.condition_actions(None, jnp.asarray(actions), model.null_action, False))
+        acts = parallel.to_host(self.condition_actions(None, jnp.asarray(actions), model.null_action, False))
         fake = dsample.sample_chunk(model, self.alphas_bar, np.where(mask[..., None, None, None] > 0, z0, 0), mask,
                                     acts, jax.random.key(0), s)
-        frames = np.asarray(_decode(self, fake, constants))
+        frames = parallel.to_host(_decode(self, fake, constants))
         rows = []
         for i in range(len(video)):
             rows += [video[i], frames[i]]

@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from teco_jax import config_base, losses
+from teco_jax.errors import UserError
 from teco_jax.models.teco import TECO
 from teco_jax.nn.util import count_params
 from teco_jax.tasks import base
@@ -73,6 +74,40 @@ class TECOTask(base.Task):
 
     def build_model(self, rngs: nnx.Rngs) -> TECO:
         return TECO(self.config.model, rngs=rngs, dtype=config_base.compute_dtype(self.config))
+
+    def preflight(self, data_meta) -> None:
+        """The code dataset against config.model: codes, vocabulary, code grid, actions, its VQ-GAN."""
+        if data_meta is None:
+            return
+        from teco_jax.data import tfds_io
+
+        m, where = self.config.model, self.config.data.dir
+        base.check_frame_feature(self.config, data_meta, "codes", "TECO", f"encode them first (python -m "
+                                 f"teco_jax.encode --vqgan VQGAN_DIR --data {where} --out CODES) and set "
+                                 f"config.data.dir=CODES")
+        if data_meta.vocab_size is not None and int(data_meta.vocab_size) != int(m.vq_vocab):
+            raise UserError(f"config.model.vq_vocab={m.vq_vocab}, but the code dataset {where} has "
+                            f"{data_meta.vocab_size} codes (its VQ-GAN's codebook_size): set "
+                            f"config.model.vq_vocab={data_meta.vocab_size}")
+        grid = tuple(int(x) for x in m.vq_grid)
+        if tuple(data_meta.frame_shape) != grid:
+            raise UserError(f"config.model.vq_grid={grid}, but the code dataset {where} has code grids of "
+                            f"{tuple(data_meta.frame_shape)}: set config.model.vq_grid={tuple(data_meta.frame_shape)}")
+        if m.use_actions:
+            tfds_io.check_actions(data_meta, int(m.num_actions), "config.model.num_actions", data_dir=where)
+        self._check_recorded_vqgan(data_meta.vqgan)
+
+    def _check_recorded_vqgan(self, recorded: str) -> None:
+        """With config.model.vqgan_dir empty, the code dataset's VQ-GAN (`recorded`) must exist (preflight)."""
+        where = self.config.data.dir
+        if self.config.model.vqgan_dir:
+            return
+        if not recorded:
+            raise UserError(f"config.model.vqgan_dir is empty and the code dataset {where} does not name its "
+                            f"VQ-GAN: set config.model.vqgan_dir")
+        if not Path(recorded).exists():
+            raise UserError(f"the code dataset {where} was encoded by the VQ-GAN {recorded}, which does not "
+                            f"exist (config.model.vqgan_dir is empty, so TECO uses it): set config.model.vqgan_dir")
 
     # ------------------------------------------------------------ constants
     def vqgan_dir(self) -> str:

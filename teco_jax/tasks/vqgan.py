@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from eval import metrics as image_metrics
-from teco_jax import config_base, losses
+from teco_jax import config_base, losses, parallel
 from teco_jax import logging as tlog
 from teco_jax.models.discriminator import PatchDiscriminator
 from teco_jax.models.lpips import LPIPS
@@ -110,8 +110,8 @@ class VQGANTask(base.Task):
 
     # ---------------------------------------------------------------- pictures
     def visualize(self, model, batch, constants) -> np.ndarray:
-        frames = np.asarray(jax.device_get(batch["frames"]))[:8]
-        rec = np.asarray(_reconstruct(model.vqgan, jnp.asarray(frames)))
+        frames = parallel.to_host(batch["frames"])[:8]
+        rec = parallel.to_host(_reconstruct(model.vqgan, frames))
         return tlog.image_grid([frames, tlog.to_uint8(rec)])
 
     # --------------------------------------------------------------- evaluation
@@ -126,8 +126,8 @@ class VQGANTask(base.Task):
             out = _eval_batch(model.vqgan, frames, lp.params, lp, lp_vgg.params, lp_vgg)
             for k, v in out.items():
                 if k != "codes":
-                    sums.setdefault(k, []).append(np.asarray(v))
-            counts += np.bincount(np.asarray(out["codes"]).ravel(), minlength=len(counts))
+                    sums.setdefault(k, []).append(parallel.to_host(v))
+            counts += np.bincount(parallel.to_host(out["codes"]).ravel(), minlength=len(counts))
         if not sums:
             return {}
         result = {k: float(np.mean(np.concatenate(v))) for k, v in sums.items()}

@@ -101,3 +101,9 @@ def test_mp4_without_actions_file(tmp_path):
     (tmp_path / "train" / "a.mp4").write_bytes(b"")
     with pytest.raises(formats.EpisodeError, match="missing the sibling a.npz"):
         formats.read_episode(tmp_path / "train" / "a.mp4")
+
+
+def test_episode_errors_are_user_errors():
+    from teco_jax.errors import UserError
+
+    assert issubclass(formats.EpisodeError, UserError) and issubclass(formats.EpisodeError, ValueError)

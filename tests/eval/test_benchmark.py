@@ -265,3 +265,41 @@ def test_report_and_plots_without_poses(runs, tmp_path):
     assert "Skipped: the dataset has no poses." in md and "PSNR ↑ revisited" not in md
     assert plots.write_all(r, tmp_path) == ["horizon_psnr.png", "horizon_ssim.png", "horizon_lpips.png"]
     assert "| – | – |" in report.merge([r, r])
+
+
+def test_fvd_on_one_video_is_refused_before_any_work(tmp_path, capsys):
+    """Nothing exists at --checkpoint or --data: the flags alone are refused, before loading anything."""
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(tmp_path / "teco"), "--data", str(tmp_path / "frames"), "--out", str(out),
+            "--num_videos", "1"]
+    for extra in ([], ["--group_size", "1", "--fvd"]):
+        assert benchmark.main(argv + extra) == 1
+        err = capsys.readouterr().err
+        assert err == ("error: --num_videos 1 is too few for FVD: it fits a Gaussian (mean and covariance) to the "
+                       "I3D features of each set of videos, which needs at least 2 (256 for a reliable value); "
+                       "pass --num_videos 2 or more, or --no_fvd\n")
+    assert not out.exists()
+    assert benchmark.parse_args(argv + ["--group_size", "1", "--no_fvd"]).num_videos == 1
+
+
+def test_cli_refuses_a_dataset_with_another_action_set(tmp_path, capsys):
+    """Checked from the checkpoints' configs, before any model is loaded (there is no checkpoint here)."""
+    from teco_jax import checkpoint
+    from tests.test_sample import _nine_action_frames
+
+    data = _nine_action_frames(tmp_path)
+    checkpoint.save_config(tmp_path / "teco", teco_tiny_config())
+    checkpoint.save_config(tmp_path / "diffusion", diffusion_tiny_config(data, num_actions=9, use_actions=True))
+    capsys.readouterr()  # TFDS's progress bars
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(tmp_path / "teco"), "--data", str(data), "--out", str(out), "--num_videos", "2",
+            "--group_size", "1"]
+    assert benchmark.main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"error: {data}: the dataset has 9 actions (a, b, c, d, e, f, g, h, i), but model.num_actions of "
+        f"{tmp_path / 'teco'} is 6: the model and its data must share one action set\n")
+    checkpoint.save_config(tmp_path / "teco", teco_tiny_config(num_actions=9))
+    checkpoint.save_config(tmp_path / "diffusion", diffusion_tiny_config(data, num_actions=6))
+    assert benchmark.main(argv + ["--diffusion", str(tmp_path / "diffusion")]) == 1
+    assert f"but model.num_actions of {tmp_path / 'diffusion'} is 6" in capsys.readouterr().err
+    assert not out.exists()
