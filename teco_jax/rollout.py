@@ -134,6 +134,19 @@ def next_frame(model: TECO, state: RolloutState, action: jax.Array, key: jax.Arr
     return RolloutState(cache=cache, z=z, actions=actions, length=length + 1), codes
 
 
+def start(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, context_actions: jax.Array,
+          window: int) -> RolloutState:
+    """The state after C context frames: codes (B, C, H, W) int, their actions (B, C) int."""
+    c = context_codes.shape[1]
+    if c > window:
+        raise ValueError(f"{c} context frames do not fit the model's window of {window} frames")
+    z_ctx, _ = model.encode(jnp.take(vq_embeddings, context_codes, axis=0))
+    pad = window - c
+    z = jnp.pad(z_ctx, ((0, 0), (0, pad)) + ((0, 0),) * 3)
+    a = jnp.pad(context_actions, ((0, 0), (0, pad)), constant_values=model.null_action)
+    return prefill(model, z, a, c, window)
+
+
 @nnx.jit(static_argnames=("num_frames", "window", "sampler", "cached"))
 def rollout(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, actions: jax.Array,
             key: jax.Array, *, num_frames: int, window: int, sampler: Sampler = Sampler(),
@@ -145,15 +158,9 @@ def rollout(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, act
     Returns (B, num_frames, H, W) int32.
     """
     b, c = context_codes.shape[:2]
-    if c > window:
-        raise ValueError(f"{c} context frames do not fit the model's window of {window} frames")
     if actions.shape != (b, num_frames):
         raise ValueError(f"actions must have shape ({b}, {num_frames}), got {actions.shape}")
-    z_ctx, _ = model.encode(jnp.take(vq_embeddings, context_codes, axis=0))
-    pad = window - c
-    z = jnp.pad(z_ctx, ((0, 0), (0, pad)) + ((0, 0),) * 3)
-    a = jnp.pad(actions[:, :c], ((0, 0), (0, pad)), constant_values=model.null_action)
-    state = prefill(model, z, a, c, window)
+    state = start(model, vq_embeddings, context_codes, actions[:, :c], window)
 
     def body(state, inputs):
         action, k = inputs
