@@ -29,5 +29,7 @@ setup(
         "scipy>=1.11,<2",  # sqrtm for the Fréchet distance (eval/fvd.py)
         "matplotlib>=3.8,<4",  # benchmark plots (eval/plots.py, Agg backend)
     ],
-    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22"]},
+    # selenium drives Debian's chromium + chromium-driver in the play-mode browser test (skipped without them)
+    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22", "selenium>=4.20,<5"]},
+    package_data={"teco_jax.play": ["page.html"]},
 )

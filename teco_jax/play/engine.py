@@ -54,11 +54,12 @@ def _step(teco, vqgan, state, action_1, key, *, window: int, sampler: rollout_li
 class Engine:
     """One world model shared by every session; calls into it are serialized (one device)."""
 
-    def __init__(self, wm: WorldModel, action_names: Sequence[str] = (), context: int = 16, seed: int = 0):
+    def __init__(self, wm: WorldModel, action_names: Sequence[str] = (), context: int = 16, seed: int = 0,
+                 sampler: rollout_lib.Sampler | None = None):
         if not 1 <= context <= wm.window:
             raise ValueError(f"--context {context}: the model takes 1 to {wm.window} context frames")
         self.wm, self.context, self.seed = wm, context, seed
-        self.window, self.sampler = wm.window, wm.sampler
+        self.window, self.sampler = wm.window, sampler or wm.sampler
         names = tuple(action_names) or tuple(f"action {i}" for i in range(wm.num_actions))
         if len(names) != wm.num_actions:
             raise ValueError(f"{len(names)} action names for a model with {wm.num_actions} actions")
