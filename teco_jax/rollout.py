@@ -38,6 +38,7 @@ class Sampler:
     revise_rounds: int = 2
     confidence_steps: int = 8
     temperature: float = 1.0
+    choice_temperature: float = 4.5  # MaskGIT's noise on the confidences (the confidence schedule only)
 
     @classmethod
     def from_config(cls, cfg) -> "Sampler":
@@ -52,7 +53,8 @@ class Sampler:
             return prior.sample_draft_revise(h_BnD, key, self.draft_steps, self.revise_steps, self.revise_rounds,
                                              self.temperature)
         if self.schedule == "confidence":
-            return prior.sample_confidence(h_BnD, key, self.confidence_steps, self.temperature)
+            return prior.sample_confidence(h_BnD, key, self.confidence_steps, self.temperature,
+                                           self.choice_temperature)
         raise ValueError(f"unknown sampling schedule {self.schedule!r} (draft_revise or confidence)")
 
 

@@ -8,7 +8,8 @@
 
 Resuming may change only the keys in RESUMABLE (how long and how to train, where the
 data is, the mesh); any other changed key would change the model, its parameters or
-the data order, so the trainer refuses it in one line, before it writes anything.
+the data order, so the trainer refuses it in one line, before it writes anything. Keys
+the stored config lacks (added to the code since the run began) take their defaults.
 
 Paths in config.json are absolute: `data.dir` and `model.vqgan_dir` are resolved against
 the directory the trainer was started from, so the workdir works from any directory.
@@ -38,6 +39,7 @@ RESUMABLE = ("train.", "data.dir", "data.read_threads", "data.prefetch", "mesh.s
 #: Config keys holding paths; stored absolute.
 PATH_KEYS = ("data.dir", "model.vqgan_dir")
 CONFIG_FILE, HISTORY_FILE, LOCK_FILE = "config.json", "config_history.jsonl", "lock"
+MISSING = "<missing>"  # a key one of two configs does not have
 
 
 class WorkdirError(UserError):
@@ -66,9 +68,11 @@ def resumable(key: str) -> bool:
 
 
 def config_changes(stored: ml_collections.ConfigDict | dict, new: ml_collections.ConfigDict) -> dict[str, tuple]:
-    """{key: (stored value, new value)} for every key that differs (missing on one side: None)."""
+    """{key: (stored value, new value)} for every key that differs; a key the stored config
+    does not have (added to the code since) is reported with the stored value MISSING."""
     a, b = flatten(stored), flatten(new)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    return {k: (a.get(k, MISSING), b.get(k, MISSING)) for k in sorted(set(a) | set(b))
+            if a.get(k, MISSING) != b.get(k, MISSING)}
 
 
 def absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -101,6 +105,8 @@ def check_resume(workdir: Path | str, config: ml_collections.ConfigDict) -> dict
                            f"--workdir") from e
     changes = config_changes(absolute_paths(ml_collections.ConfigDict(stored)), config)
     for key, (old, new) in changes.items():
+        if old == MISSING:  # a key added to the code after this run started: its default applies
+            continue
         if not resumable(key):
             raise WorkdirError(
                 f"{workdir} was trained with {key}={json.dumps(old)}; this run sets {key}={json.dumps(new)}. "

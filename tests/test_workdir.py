@@ -194,3 +194,11 @@ def test_cli_missing_data_dir_is_one_line(tfds_dir, tmp_path):
     assert out.returncode == 1
     assert out.stderr.strip() == f"error: config.data.dir={tmp_path / 'nowhere'}: no such directory", out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_keys_added_to_the_code_since_a_run_began_take_their_defaults(tfds_dir, trained):
+    stored = json.loads((trained / "config.json").read_text())
+    del stored["optim"]["clip_norm"]  # as if the run predated the key
+    (trained / "config.json").write_text(json.dumps(stored))
+    changes = wd.check_resume(trained, toy_config(tfds_dir, num_steps=3))
+    assert changes["optim.clip_norm"] == (wd.MISSING, 0.0)

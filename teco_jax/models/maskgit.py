@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
 
 from teco_jax.losses import cross_entropy_with_label_smoothing
@@ -46,12 +47,24 @@ def num_masked(r, n: int) -> jax.Array:
     return jnp.maximum(1, jnp.ceil(cosine_schedule(r) * n)).astype(jnp.int32)
 
 
-def confidence_schedule(step, steps: int, n: int) -> jax.Array:
-    """Tokens still masked after sampling step `step` (0-based) of `steps`:
-    ceil(cos(pi/2 (step + 1) / steps) n), exactly 0 after the last step."""
+def confidence_schedule(step, steps: int, n: int, unknown) -> jax.Array:
+    """MaskGIT's count of tokens left masked after sampling step `step` (0-based) of `steps`,
+    with `unknown` (B,) tokens masked before the step: floor(cos(pi/2 (step + 1) / steps) n),
+    clamped to [1, unknown - 1] (every step reveals at least one token and keeps one), and 0
+    after the last step (MaskGIT returns the last step's samples everywhere)."""
     step = jnp.asarray(step)
-    count = jnp.ceil(cosine_schedule((step + 1) / steps) * n).astype(jnp.int32)
-    return jnp.where(step + 1 >= steps, 0, jnp.clip(count, 0, n))
+    # floor(n cos(...)) per step, in float64 on the host (steps and n are static): float32 cos
+    # would put exact cases such as n cos(pi/3) = n/2 one below.
+    table = np.floor(n * np.cos(np.pi / 2 * np.arange(1, steps + 1) / steps) + 1e-9).astype(np.int32)
+    count = jnp.asarray(table)[jnp.clip(step, 0, steps - 1)]
+    count = jnp.maximum(1, jnp.minimum(jnp.asarray(unknown, jnp.int32) - 1, count))
+    return jnp.where(step + 1 >= steps, 0, count)
+
+
+def choice_noise_scale(step, steps: int, choice_temperature: float) -> jax.Array:
+    """MaskGIT's scale of the Gumbel noise on the confidences at step `step` (0-based) of `steps`:
+    choice_temperature * (1 - (step + 1) / steps), annealed to 0 at the last step."""
+    return choice_temperature * (1.0 - (jnp.asarray(step, jnp.float32) + 1.0) / steps)
 
 
 def ascending_ranks(scores: jax.Array) -> jax.Array:
@@ -232,14 +245,13 @@ class MaskGIT(nnx.Module):
         return (tokens, state) if return_state else tokens
 
     def sample_confidence(self, cond: jax.Array, key: jax.Array, steps: int = 8, temperature: float = 1.0,
-                          choice_temperature: float | None = None, return_state: bool = False):
+                          choice_temperature: float = 4.5, return_state: bool = False):
         """MaskGIT's confidence-based schedule (Chang et al. 2022), `steps` model calls.
 
         Start all masked; at step s sample every masked position from softmax(logits /
-        temperature), confidence = log p(sampled) + choice_temperature * (1 - s / steps) * gumbel
-        (choice_temperature defaults to temperature), keep revealed the most confident so that
-        confidence_schedule(s, steps, N) = ceil(cos(pi/2 (s+1)/steps) N) stay masked (0 after the
-        last step). Revealed tokens are never re-masked.
+        temperature); its confidence is log p(sampled) + choice_noise_scale(s) * gumbel, with
+        the noise annealed from choice_temperature (MaskGIT's default 4.5) to 0; the
+        confidence_schedule(s) least confident stay masked. Revealed tokens are never re-masked.
         cond: (B, N, C) or (B, H, W, C). Returns int32 tokens shaped like cond without
         its channels (and the final SampleState, flattened to (B', N)).
         """
@@ -250,18 +262,18 @@ class MaskGIT(nnx.Module):
         return (tokens, state) if return_state else tokens
 
     def confidence_step(self, state: SampleState, cond_BNC: jax.Array, s, steps: int, temperature: float = 1.0,
-                        choice_temperature: float | None = None) -> SampleState:
+                        choice_temperature: float = 4.5) -> SampleState:
         """One step s (0-based, may be traced) of `sample_confidence` on flat (B, N) state / (B, N, C) cond."""
-        choice_t = temperature if choice_temperature is None else choice_temperature
         key_sample, key_noise, next_key = jax.random.split(state.key, 3)
         logits = self._logits(state.tokens, cond_BNC)
         sampled = self._sample_logits(key_sample, logits, temperature)
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), sampled[..., None], axis=-1)[..., 0]
-        noise = jax.random.gumbel(key_noise, logp.shape) * (choice_t * (1.0 - s / steps))
+        noise = jax.random.gumbel(key_noise, logp.shape) * choice_noise_scale(s, steps, choice_temperature)
         unknown = state.tokens == self.mask_id
         # revealed positions get +inf confidence, so they are never among the least confident
         conf = jnp.where(unknown, jnp.nan_to_num(logp + noise, neginf=-1e30, posinf=1e30), jnp.inf)
-        keep_masked = ascending_ranks(conf) < confidence_schedule(s, steps, self.num_tokens)
+        keep = confidence_schedule(s, steps, self.num_tokens, jnp.sum(unknown, axis=-1))
+        keep_masked = ascending_ranks(conf) < keep[:, None]
         tokens = jnp.where(keep_masked, self.mask_id, jnp.where(unknown, sampled, state.tokens))
         state = state.replace(tokens=tokens, key=next_key, num_calls=state.num_calls + 1)
         return state.replace(masked_counts=self._count_masked(state, s))
@@ -276,4 +288,4 @@ def maskgit_param_count(vocab_size: int, grid: tuple[int, int], cond_dim: int, t
 
 
 __all__ = ["MaskGIT", "SampleState", "mask_tokens", "num_masked", "cosine_schedule", "confidence_schedule",
-           "random_partition", "random_ranks", "ascending_ranks", "maskgit_param_count"]
+           "choice_noise_scale", "random_partition", "random_ranks", "ascending_ranks", "maskgit_param_count"]

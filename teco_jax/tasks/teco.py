@@ -128,13 +128,13 @@ class TECOTask(base.Task):
         if path == "random":  # tests and benchmarks without a trained VQ-GAN
             table = np.random.default_rng(0).normal(size=(m.vq_vocab, m.vq_embed_dim)).astype(np.float32)
         elif not path:
-            raise ValueError("TECO needs its VQ-GAN: set config.model.vqgan_dir or train on a code dataset "
-                             "written by teco_jax.encode (it records the VQ-GAN)")
+            raise UserError("TECO needs its VQ-GAN: set config.model.vqgan_dir or train on a code dataset "
+                            "written by teco_jax.encode (it records the VQ-GAN)")
         else:
             table = vq_embedding_table(path)
         if table.shape != (m.vq_vocab, m.vq_embed_dim):
-            raise ValueError(f"the VQ-GAN at {path} has {table.shape[0]} codes of dimension {table.shape[1]}, "
-                             f"but config.model expects vq_vocab={m.vq_vocab}, vq_embed_dim={m.vq_embed_dim}")
+            raise UserError(f"the VQ-GAN at {path} has {table.shape[0]} codes of dimension {table.shape[1]}, "
+                            f"but config.model expects vq_vocab={m.vq_vocab}, vq_embed_dim={m.vq_embed_dim}")
         return table
 
     def constants(self) -> Any:
@@ -222,7 +222,8 @@ def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
     n_tok = h.shape[-3] * h.shape[-2]
     # The prior's deterministic best guess: MaskGIT's confidence schedule, argmax at every step.
     greedy = model.prior.sample_confidence(h.reshape(b * n, n_tok, h.shape[-1]), jax.random.key(1),
-                                           steps=m.sampling.confidence_steps, temperature=0.0)
+                                           steps=m.sampling.confidence_steps, temperature=0.0,
+                                           choice_temperature=0.0)
     z_pred = model.codebook.lookup(greedy.reshape(out["z_codes"].shape)).astype(h.dtype)
     pred_codes = jnp.argmax(model.decode_logits(z_pred, h), axis=-1)
     truth = out["codes"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from teco_jax.models.maskgit import MaskGIT, confidence_schedule, mask_tokens, maskgit_param_count, num_masked
+from teco_jax.models.maskgit import (MaskGIT, choice_noise_scale, confidence_schedule, mask_tokens,
+                                     maskgit_param_count, num_masked)
 from teco_jax.nn.util import count_params
 
 K, GRID, COND, TOK, WIDTH, MLP, HEADS, LAYERS = 12, (8, 8), 4, 8, 16, 32, 2, 1
@@ -41,7 +42,37 @@ def test_num_masked_schedule():
     want = np.maximum(1, np.ceil(np.cos(np.pi / 2 * r) * N))
     np.testing.assert_array_equal(got, want)
     assert got[0] == N and got.min() >= 1 and got[-1] == 1
-    assert [int(confidence_schedule(s, 8, N)) for s in range(8)][-1] == 0
+
+
+def maskgit_reference_counts(n: int, steps: int) -> list[int]:
+    """Tokens left masked after each step, as MaskGIT's paper and reference decoder define them,
+    written out independently: mask_ratio = cos(pi/2 * (s+1)/T); mask_len = floor(n * mask_ratio),
+    then max(1, min(unknown - 1, mask_len)); the last step returns its samples everywhere."""
+    unknown, out = n, []
+    for s in range(steps):
+        if s == steps - 1:
+            k = 0
+        else:
+            k = max(1, min(unknown - 1, int(np.floor(n * np.cos(np.pi / 2 * (s + 1) / steps)))))
+        out.append(k)
+        unknown = k
+    return out
+
+
+@pytest.mark.parametrize("n, steps", [(N, 8), (4, 8), (256, 12), (2, 3)])
+def test_confidence_schedule_is_maskgits(n, steps):
+    unknown, got = n, []
+    for s in range(steps):
+        unknown = int(confidence_schedule(s, steps, n, unknown))
+        got.append(unknown)
+    assert got == maskgit_reference_counts(n, steps)
+
+
+def test_choice_noise_is_annealed_as_in_maskgit():
+    """MaskGIT: Gumbel noise on the confidences scaled by choice_temperature * (1 - (s+1)/T)."""
+    for s in range(8):
+        assert float(choice_noise_scale(s, 8, 4.5)) == pytest.approx(4.5 * (1 - (s + 1) / 8))
+    assert float(choice_noise_scale(7, 8, 4.5)) == 0.0  # the last step is noise-free
 
 
 def test_mask_tokens_counts():
@@ -115,10 +146,22 @@ def test_confidence(model):
     tokens, state = _confidence(model, cond, jax.random.key(0))
     t = np.asarray(tokens)
     assert int(state.num_calls) == 8 and t.min() >= 0 and t.max() < K
-    want = [int(np.ceil(np.cos(np.pi / 2 * (s + 1) / 8) * N)) for s in range(7)] + [0]
+    want = maskgit_reference_counts(N, 8)
     np.testing.assert_array_equal(np.asarray(state.masked_counts), np.broadcast_to(want, (B, 8)))
     tokens2, _ = _confidence(model, cond, jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(tokens2), t)
+
+
+_confidence_t = nnx.jit(lambda m, c, k, ct: m.sample_confidence(c, k, 8, 0.0, ct), static_argnums=(3,))
+
+
+def test_choice_temperature_is_the_only_randomness_of_greedy_sampling(model):
+    """With temperature 0 (argmax tokens), the key matters only through the choice noise."""
+    cond = _cond()
+    a, b = (np.asarray(_confidence_t(model, cond, jax.random.key(k), 0.0)) for k in (0, 1))
+    np.testing.assert_array_equal(a, b)
+    c, d = (np.asarray(_confidence_t(model, cond, jax.random.key(k), 4.5)) for k in (0, 1))
+    assert np.any(c != d)
 
 
 _conf_step = nnx.jit(lambda m, st, c, s: m.confidence_step(st, c, s, 8, 1.0))
@@ -133,7 +176,7 @@ def test_confidence_never_remasks(model):
         cur = np.asarray(state.tokens)
         revealed = prev != K
         np.testing.assert_array_equal(cur[revealed], prev[revealed])  # revealed stay, unchanged
-        np.testing.assert_array_equal((cur == K).sum(-1), int(confidence_schedule(s, 8, N)))
+        np.testing.assert_array_equal((cur == K).sum(-1), maskgit_reference_counts(N, 8)[s])
         prev = cur
     assert int(state.num_calls) == 8 and not np.any(prev == K)
 

@@ -107,3 +107,18 @@ def test_encode_writes_the_models_codes(trained):
     # the same from the episode files directly
     assert encode.main(["--vqgan", str(tmp / "run"), "--data", str(tmp / "src"), "--out", str(tmp / "codes2")]) == 0
     np.testing.assert_array_equal(tfds_io.load(tmp / "codes2")[1]["test"][0]["codes"], sources["test"][0]["codes"])
+
+
+def test_a_teco_embedding_size_that_contradicts_its_vqgan_is_a_one_line_error(trained):
+    """TECO's vq_embed_dim is checked against the VQ-GAN it reads (embeddings of size 8 here) before any
+    compile."""
+    from teco_jax.errors import UserError
+    from teco_jax.tasks.teco import TECOTask
+    from tests.tasks.test_teco_task import tiny_config as teco_config
+
+    tmp, _, _ = trained
+    task = TECOTask(teco_config(vqgan_dir=str(tmp / "run"), vq_vocab=16, vq_embed_dim=5))
+    with pytest.raises(UserError, match=r"has 16 codes of dimension 8, but config.model expects vq_vocab=16, "
+                                        r"vq_embed_dim=5") as e:
+        task.constants()
+    assert "\n" not in str(e.value)
