@@ -15,6 +15,9 @@ the full one's 300), so the frame after 300 context frames is generated inside t
 Each measurement is one compiled lax.fori_loop of a few steps, each step starting from the
 same 300-frame state (its KV-cache buffer carried and rewound, as a rollout's scan carries
 it), compiled first, then the fastest of 3 calls (block_until_ready) divided by the steps.
+  (c) the tiny and cpu presets: whole rollouts at the config's window (16 and 128 frames),
+      a quarter window of context, inside the window vs --long frames, sliding by 1 frame vs
+      by a quarter window (model.sampling.slide).
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ def build(preset: str, context: int, batch: int):
     key_z, key_a = jax.random.split(jax.random.key(2))
     z = jax.random.normal(key_z, (batch, window) + model.grid + (m.embedding_dim,))
     actions = jax.random.randint(key_a, (batch, window), 0, m.num_actions)
-    state = nnx.jit(rollout.prefill, static_argnames=("window",))(model, z, actions, context, window=window)
-    return cfg, model, vqgan, state, window
+    codes = jnp.zeros((batch, window) + tuple(m.vq_grid), jnp.int32)
+    state = nnx.jit(rollout.prefill, static_argnames=("window",))(model, z, actions, codes, context, window=window)
+    table = jax.random.normal(jax.random.key(4), (m.vq_vocab, m.vq_embed_dim))
+    return cfg, model, vqgan, state, window, table
 
 
 def _rewind(cache, like):
@@ -75,14 +80,14 @@ def temporal_loop(model, state, action, *, cached: bool, steps: int):
 
 
 @nnx.jit(static_argnames=("sampler", "window", "cached", "steps"))
-def frame_loop(model, vqgan, state, action, key, *, sampler, window: int, cached: bool, steps: int):
+def frame_loop(model, vqgan, table, state, action, key, *, sampler, window: int, cached: bool, steps: int):
     """`steps` whole frames (temporal step, MaskGIT, D, VQ-GAN decoder), each from the same
     state; the pixels are summed so nothing is optimized away."""
 
     def body(i, carry):
         z, cache, total = carry
         s = state.replace(z=z, cache=cache)
-        new, codes = rollout.next_frame(model, s, action, jax.random.fold_in(key, i), sampler, window, cached)
+        new, codes = rollout.next_frame(model, table, s, action, jax.random.fold_in(key, i), sampler, window, cached)
         pixels = vqgan.decode_codes(codes)
         return new.z, _rewind(new.cache, state.cache), total + jnp.mean(pixels)
 
@@ -108,7 +113,7 @@ def timed(fn, *args, repeats: int = 3, **kw) -> float:
 
 
 def bench(preset: str, context: int, batch: int) -> None:
-    cfg, model, vqgan, state, window = build(preset, context, batch)
+    cfg, model, vqgan, state, window, table = build(preset, context, batch)
     sampler = rollout.Sampler.from_config(cfg.model.sampling)
     action = jnp.zeros((batch,), jnp.int32)
     name = "teco_dmlab.py" + (f":{preset}" if preset != "full" else " (paper size)")
@@ -122,7 +127,7 @@ def bench(preset: str, context: int, batch: int) -> None:
             if part == "temporal":
                 dt = timed(temporal_loop, model, state, action, cached=cached, steps=steps)
             else:
-                dt = timed(frame_loop, model, vqgan, state, action, jax.random.key(3), sampler=sampler,
+                dt = timed(frame_loop, model, vqgan, table, state, action, jax.random.key(3), sampler=sampler,
                            window=window, cached=cached, steps=steps)
             per_frame[cached] = dt / steps
         label = ("(a) temporal transformer step" if part == "temporal" else
@@ -134,17 +139,49 @@ def bench(preset: str, context: int, batch: int) -> None:
               f"      speed-up   {r / c:10.1f}x", flush=True)
 
 
+def long_rollouts(preset: str, batch: int, num_frames: int) -> None:
+    """(c) whole rollouts (rollout.rollout, codes only) at the config's own window: inside it
+    (window frames) vs num_frames, sliding by 1 frame (rebuild the cache every frame) and by a
+    quarter window (rebuild once every window/4 frames)."""
+    arg = "" if preset == "full" else preset
+    cfg = config_base.from_file(f"configs/teco_dmlab.py:{arg}")
+    m, window = cfg.model, cfg.data.seq_len
+    context = max(1, window // 4)
+    model = TECO(m, rngs=nnx.Rngs(0))
+    table = jax.random.normal(jax.random.key(4), (m.vq_vocab, m.vq_embed_dim))
+    ctx = jax.random.randint(jax.random.key(5), (batch, context) + tuple(m.vq_grid), 0, m.vq_vocab)
+    base = rollout.Sampler.from_config(m.sampling)
+    print(f"  (c) whole rollouts, window {window} frames, {context} context frames, batch {batch} "
+          f"(frames/s of generated frames):", flush=True)
+    for slide in (1, max(1, window // 4)):
+        sampler = base.override(slide=slide)
+        row = {}
+        for n in (window, num_frames):
+            actions = jax.random.randint(jax.random.key(6), (batch, n), 0, m.num_actions)
+            dt = timed(rollout.rollout, model, table, ctx, actions, jax.random.key(7), num_frames=n, window=window,
+                       sampler=sampler, repeats=1)
+            row[n] = batch * (n - context) / dt
+        print(f"      slide {slide:3d}: {window} frames {row[window]:7.2f}/s   {num_frames} frames "
+              f"{row[num_frames]:7.2f}/s   ratio {row[num_frames] / row[window]:.2f}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default="tiny,full", help="comma-separated: tiny, full")
     p.add_argument("--context", type=int, default=300, help="frames already in the window")
     p.add_argument("--batch", type=int, default=1, help="videos generated at once")
+    p.add_argument("--long", type=int, default=1000, help="frames of the long rollouts of part (c)")
+    p.add_argument("--long_presets", default="tiny,cpu", help="presets for part (c); empty: skip it")
     args = p.parse_args()
     start = time.perf_counter()
     for preset in args.presets.split(","):
         if preset not in ("tiny", "full"):
             p.error(f"unknown preset {preset!r} (tiny or full)")
         bench(preset, args.context, args.batch)
+    for preset in filter(None, args.long_presets.split(",")):  # not "full": 1,000 frames take hours here
+        if preset not in ("tiny", "cpu"):
+            p.error(f"unknown --long_presets entry {preset!r} (tiny or cpu)")
+        long_rollouts(preset, args.batch, args.long)
     print(f"total {time.perf_counter() - start:.0f}s")
 
 

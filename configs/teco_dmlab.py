@@ -44,7 +44,7 @@ def teco_config():
     m.z_dropout = 0.0  # not in the paper: P(decoder reads z_t = 0) per training frame (tasks/teco.py)
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,
-                                                choice_temperature=4.5))
+                                                choice_temperature=4.5, slide=1))
 
     c.optim.lr = 1e-4
     c.optim.warmup_steps = 5_000

@@ -244,8 +244,8 @@ class TecoGenerator:
         from teco_jax import rollout as rollout_lib
 
         fn = rollout_lib.rollout.lower if lower else rollout_lib.rollout
-        return fn(self.wm.teco, self.wm.vq_embeddings, jnp.asarray(codes, jnp.int32), jnp.asarray(actions, jnp.int32),
-                  key, num_frames=num_frames, window=self.window, sampler=self.sampler)
+        return fn(self.wm.teco, self.wm.vq_embeddings, self.wm.put_batch(codes), self.wm.put_batch(actions), key,
+                  num_frames=num_frames, window=self.window, sampler=self.sampler)
 
     def compile(self, codes, actions, key, num_frames: int) -> float | None:
         """Compile the rollout (ahead of time) and the VQ-GAN decoder: seconds, None if AOT lowering is

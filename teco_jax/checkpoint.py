@@ -39,6 +39,14 @@ def save_config(workdir: Path | str, config: ml_collections.ConfigDict) -> None:
         tmp.replace(path)
 
 
+def checkpoint_steps(workdir: Path | str) -> list[int]:
+    """The steps saved under WORKDIR/checkpoints (complete ones only), ascending."""
+    ckpt_dir = Path(workdir) / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
 def has_checkpoint(workdir: Path | str) -> bool:
     """Whether WORKDIR/checkpoints holds a complete (renamed, not temporary) checkpoint."""
     directory = Path(workdir) / "checkpoints"
@@ -63,6 +71,33 @@ def _by_path(tree: Any) -> dict[str, Any]:
     return {"/".join(name(k) for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+def check_arrays(path: Path, abstract_state: Any, partial: bool = False) -> None:
+    """Raise CheckpointMismatchError (one line, naming the arrays) unless the checkpoint item at
+    `path` holds the arrays of `abstract_state` with the same shapes (exactly those arrays, or
+    with `partial`, at least those). Reads metadata only."""
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns about a metadata file it does not need
+    try:
+        stored = _by_path(ocp.StandardCheckpointer().metadata(path).item_metadata)
+    except Exception:  # noqa: BLE001 - unreadable metadata: the restore reports the problem
+        return
+    finally:
+        absl_logging.set_verbosity(verbosity)
+    wanted = _by_path(abstract_state)
+    order = lambda keys: sorted(keys, key=lambda k: (not k.startswith("params"), k))  # noqa: E731
+    problems = [f"{k}: missing from the checkpoint" for k in order(set(wanted) - set(stored))]
+    if not partial:
+        problems += [f"{k}: in the checkpoint, not in the model" for k in order(set(stored) - set(wanted))]
+    problems += [f"{k}: checkpoint {tuple(stored[k].shape)}, model {tuple(wanted[k].shape)}"
+                 for k in order(set(stored) & set(wanted))
+                 if not jax.dtypes.issubdtype(wanted[k].dtype, jax.dtypes.prng_key)
+                 and tuple(stored[k].shape) != tuple(wanted[k].shape)]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointMismatchError(f"checkpoint {path.parent} does not match this model/config: "
+                                      + "; ".join(problems[:3]) + more)
+
+
 class Checkpointer:
     """Keeps the last `keep` checkpoints of a run under WORKDIR/checkpoints."""
 
@@ -82,29 +117,8 @@ class Checkpointer:
         self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
     def check(self, abstract_state: Any, step: int) -> None:
-        """Raise CheckpointMismatchError (one line, naming the arrays) unless checkpoint `step`
-        holds exactly the arrays of `abstract_state`, with the same shapes. Reads metadata only."""
-        path = self.directory / str(step) / "state"
-        verbosity = absl_logging.get_verbosity()
-        absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns about a metadata file it does not need
-        try:
-            stored = _by_path(ocp.StandardCheckpointer().metadata(path).item_metadata)
-        except Exception:  # noqa: BLE001 - unreadable metadata: restore reports the problem
-            return
-        finally:
-            absl_logging.set_verbosity(verbosity)
-        wanted = _by_path(abstract_state)
-        order = lambda keys: sorted(keys, key=lambda k: (not k.startswith("params"), k))  # noqa: E731
-        problems = [f"{k}: missing from the checkpoint" for k in order(set(wanted) - set(stored))]
-        problems += [f"{k}: in the checkpoint, not in the model" for k in order(set(stored) - set(wanted))]
-        problems += [f"{k}: checkpoint {tuple(stored[k].shape)}, model {tuple(wanted[k].shape)}"
-                     for k in order(set(stored) & set(wanted))
-                     if not jax.dtypes.issubdtype(wanted[k].dtype, jax.dtypes.prng_key)
-                     and tuple(stored[k].shape) != tuple(wanted[k].shape)]
-        if problems:
-            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-            raise CheckpointMismatchError(f"checkpoint {path.parent} does not match this model/config: "
-                                          + "; ".join(problems[:3]) + more)
+        """See `check_arrays` (the whole train state must match)."""
+        check_arrays(self.directory / str(step) / "state", abstract_state)
 
     def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None) -> Any:
         """Restore into `abstract_state` (ShapeDtypeStructs with shardings); also the iterator."""

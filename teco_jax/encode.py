@@ -29,9 +29,9 @@ from teco_jax.errors import UserError
 
 def load_vqgan(workdir: Path | str):
     """The VQ-GAN of a training workdir (config.json + latest checkpoint)."""
-    from teco_jax.trainer import restore_model
+    from teco_jax.loading import load_model
 
-    model, config = restore_model(workdir)
+    model, config = load_model(workdir)
     if config.task != "vqgan":
         raise ValueError(f"{workdir} holds a {config.task!r} run, not a VQ-GAN")
     return model.vqgan, config

@@ -5,10 +5,15 @@
                         z_t ~ MaskGIT(h_t);  codes_t = argmax D(z_t, h_t);  append z_t
 
 The window holds the model's trained length (`window` frames). When it is full, the
-oldest frame is dropped and the cache is rebuilt from the last `window - 1` frames
-(positions restart at 0), so memory stays constant for rollouts of any length. Every
-step is one jit-compiled function of fixed shapes over a small typed state; the loop
-is `lax.scan`.
+oldest `sampler.slide` frames are dropped and the cache is rebuilt from the remaining
+`window - slide` frames, with training's layout: positions restart at 0, and the new
+first frame's z is re-encoded continuous (E(start, e_t), as for the first n_cond frames
+of every training clip) from its VQ-GAN codes, which the state keeps. slide = 1 (the
+default) rebuilds before every frame past the window, as the authors' sampler does;
+slide = k rebuilds once per k frames, so long rollouts run at nearly the cached speed
+while every frame still sees at least `window - k` predecessors. Memory stays constant
+for rollouts of any length. Every step is one jit-compiled function of fixed shapes over
+a small typed state; the loop is `lax.scan`.
 
 Dimension keys: B batch, C context frames, L total frames, W window frames, H/W
 VQ-GAN grid, h/w TECO grid, D TECO embedding dim, N temporal tokens per frame.
@@ -39,6 +44,7 @@ class Sampler:
     confidence_steps: int = 8
     temperature: float = 1.0
     choice_temperature: float = 4.5  # MaskGIT's noise on the confidences (the confidence schedule only)
+    slide: int = 1  # frames dropped at once when the window is full (see the module docstring)
 
     @classmethod
     def from_config(cls, cfg) -> "Sampler":
@@ -63,6 +69,7 @@ class RolloutState:
     cache: Any  # the temporal transformer's KV cache (window * N positions)
     z: jax.Array  # (B, W, h, w, D): z of the frames in the window
     actions: jax.Array  # (B, W): their actions
+    codes: jax.Array  # (B, W, H, W) int32: their VQ-GAN codes (to re-encode a new first frame)
     length: jax.Array  # int32: frames in the window
 
 
@@ -72,7 +79,8 @@ def _positions(model: TECO, first_frame, num_frames: int) -> jax.Array:
     return sinusoidal_positions(idx, width)[None]
 
 
-def prefill(model: TECO, z: jax.Array, actions: jax.Array, length: jax.Array | int, window: int) -> RolloutState:
+def prefill(model: TECO, z: jax.Array, actions: jax.Array, codes: jax.Array, length: jax.Array | int,
+            window: int) -> RolloutState:
     """Fill a fresh cache with the first `length` frames of the (B, W, ...) window arrays."""
     b = z.shape[0]
     t = model.temporal
@@ -84,14 +92,17 @@ def prefill(model: TECO, z: jax.Array, actions: jax.Array, length: jax.Array | i
     # never attended to later (each new frame's step overwrites its own slot in order).
     _, cache = t.transformer.prefill(tokens, cache, block_causal_mask(window, n), _positions(model, 0, window))
     cache = tuple(layer.replace(index=jnp.asarray(length, jnp.int32) * n) for layer in cache)
-    return RolloutState(cache=cache, z=z, actions=actions, length=jnp.asarray(length, jnp.int32))
+    return RolloutState(cache=cache, z=z, actions=actions, codes=codes, length=jnp.asarray(length, jnp.int32))
 
 
-def _slide(model: TECO, state: RolloutState, window: int) -> RolloutState:
-    """Drop the oldest frame and rebuild the cache over the remaining window - 1 frames."""
-    z = jnp.roll(state.z, -1, axis=1)
-    actions = jnp.roll(state.actions, -1, axis=1)
-    return prefill(model, z, actions, window - 1, window)
+def _slide(model: TECO, vq_embeddings: jax.Array, state: RolloutState, window: int, k: int) -> RolloutState:
+    """Drop the oldest k frames; re-encode the new first n_cond frames' z continuous, as in
+    training; rebuild the cache over the remaining window - k frames."""
+    z, actions, codes = (jnp.roll(x, -k, axis=1) for x in (state.z, state.actions, state.codes))
+    n_cond = model.cfg.n_cond
+    z_first, _ = model.encode(jnp.take(vq_embeddings, codes[:, :n_cond], axis=0))
+    z = z.at[:, :n_cond].set(z_first.astype(z.dtype))
+    return prefill(model, z, actions, codes, window - k, window)
 
 
 def _decode_frame(model: TECO, h_BhwD: jax.Array, key: jax.Array, sampler: Sampler):
@@ -121,19 +132,23 @@ def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
     return t.untokens(y[:, None])[:, 0], cache, actions
 
 
-def next_frame(model: TECO, state: RolloutState, action: jax.Array, key: jax.Array, sampler: Sampler,
-               window: int, cached: bool = True) -> tuple[RolloutState, jax.Array]:
+def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, action: jax.Array, key: jax.Array,
+               sampler: Sampler, window: int, cached: bool = True) -> tuple[RolloutState, jax.Array]:
     """Generate one frame: returns the new state and its VQ-GAN codes (B, H, W).
 
     cached=False recomputes the temporal transformer over the whole window instead
     (the authors' method; the reference the cache is tested against).
     """
-    state = jax.lax.cond(state.length >= window, lambda s: _slide(model, s, window), lambda s: s, state)
+    if not 1 <= sampler.slide < window:
+        raise ValueError(f"sampler.slide={sampler.slide}: slide by 1 to {window - 1} frames (window {window})")
+    state = jax.lax.cond(state.length >= window, lambda s: _slide(model, vq_embeddings, s, window, sampler.slide),
+                         lambda s: s, state)
     length = state.length
     h_t, cache, actions = temporal_step(model, state, action, cached)
     z_t, codes = _decode_frame(model, h_t, key, sampler)
     z = jax.lax.dynamic_update_slice_in_dim(state.z, z_t[:, None].astype(state.z.dtype), length, axis=1)
-    return RolloutState(cache=cache, z=z, actions=actions, length=length + 1), codes
+    all_codes = jax.lax.dynamic_update_slice_in_dim(state.codes, codes[:, None], length, axis=1)
+    return RolloutState(cache=cache, z=z, actions=actions, codes=all_codes, length=length + 1), codes
 
 
 def start(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, context_actions: jax.Array,
@@ -146,7 +161,8 @@ def start(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, conte
     pad = window - c
     z = jnp.pad(z_ctx, ((0, 0), (0, pad)) + ((0, 0),) * 3)
     a = jnp.pad(context_actions, ((0, 0), (0, pad)), constant_values=model.null_action)
-    return prefill(model, z, a, c, window)
+    codes = jnp.pad(context_codes.astype(jnp.int32), ((0, 0), (0, pad), (0, 0), (0, 0)))
+    return prefill(model, z, a, codes, c, window)
 
 
 @nnx.jit(static_argnames=("num_frames", "window", "sampler", "cached"))
@@ -166,7 +182,7 @@ def rollout(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, act
 
     def body(state, inputs):
         action, k = inputs
-        return next_frame(model, state, action, k, sampler, window, cached)
+        return next_frame(model, vq_embeddings, state, action, k, sampler, window, cached)
 
     keys = jax.random.split(key, num_frames - c)
     _, codes = jax.lax.scan(body, state, (jnp.moveaxis(actions[:, c:], 1, 0), keys))

@@ -384,17 +384,11 @@ class Trainer:
 
 
 def restore_model(workdir: Path | str, step: int | None = None) -> tuple[nnx.Module, ml_collections.ConfigDict]:
-    """Rebuild a trained model from its workdir alone (config.json + the latest checkpoint)."""
-    config = checkpoint.load_config(workdir)
-    config.mesh.shape = (1, 1, 1) if jax.device_count() == 1 else (-1, 1, 1)
-    trainer = Trainer(config, workdir)
-    ckpt = checkpoint.Checkpointer(workdir)
-    try:
-        with jax.set_mesh(trainer.mesh):
-            state = ckpt.restore(trainer.abstract_state, step=step)
-    finally:
-        ckpt.close()
-    return trainer.model(state), config
+    """Rebuild a trained model from its workdir alone (config.json + the latest checkpoint).
+    Parameters only: see teco_jax/loading.py."""
+    from teco_jax.loading import load_model
+
+    return load_model(workdir, step)
 
 
 def config_replace(config: ml_collections.ConfigDict, **updates) -> ml_collections.ConfigDict:

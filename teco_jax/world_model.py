@@ -26,20 +26,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from teco_jax import checkpoint
+from teco_jax.checkpoint import checkpoint_steps  # noqa: F401 - part of this module's API (bundle, benchmark)
 from teco_jax import rollout as rollout_lib
 from teco_jax.data import tfds_io
 
 # ----------------------------------------------------------------- locating the parts
-
-def checkpoint_steps(workdir: Path | str) -> list[int]:
-    """The steps saved under WORKDIR/checkpoints (complete ones only), ascending."""
-    ckpt_dir = Path(workdir) / "checkpoints"
-    if not ckpt_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
 
 def _check_workdir(workdir: Path, step: int | None, what: str) -> ml_collections.ConfigDict:
     """The workdir's config, after making sure it holds a checkpoint (of `step`, if given)."""
@@ -116,15 +110,34 @@ def _decode_chunk(vqgan, codes_Nhw: jax.Array) -> jax.Array:
     return jnp.round(jnp.clip((x + 1.0) * 127.5, 0.0, 255.0)).astype(jnp.uint8)
 
 
-def _chunked(fn, model, x: np.ndarray, chunk: int) -> np.ndarray:
-    """fn(model, x[i:i+chunk]) over the leading axis, the last chunk padded (one compiled shape)."""
-    n = len(x)
-    size = min(chunk, n)
+def _chunked(fn, model, x: np.ndarray, chunk: int, mesh: Mesh | None = None) -> np.ndarray:
+    """fn(model, x[i:i+chunk]) over the leading axis, the last chunk padded (one compiled shape);
+    each chunk split over the mesh's devices (its size rounded up to a multiple of them)."""
+    n, devices = len(x), (mesh.devices.size if mesh is not None else 1)
+    size = -(-min(chunk, n) // devices) * devices
     pad = (-n) % size
     if pad:
         x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-    out = [np.asarray(fn(model, jnp.asarray(x[i:i + size]))) for i in range(0, len(x), size)]
+    put = (lambda a: shard_batch(a, mesh)) if mesh is not None else jnp.asarray  # noqa: E731
+    out = [np.asarray(fn(model, put(x[i:i + size]))) for i in range(0, len(x), size)]
     return np.concatenate(out)[:n]
+
+
+def inference_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D mesh ("data",) over `devices` (default: every device of this process)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ("data",))
+
+
+def shard_batch(x, mesh: Mesh) -> jax.Array:
+    """x on the mesh, its leading (batch) axis split over "data" when it divides, else replicated."""
+    spec = P("data") if np.ndim(x) and np.shape(x)[0] % mesh.devices.size == 0 else P()
+    return jax.device_put(jnp.asarray(x), NamedSharding(mesh, spec))
+
+
+def replicate(module: nnx.Module, mesh: Mesh) -> None:
+    """Place every array of `module` on all devices of the mesh (in place)."""
+    state = nnx.state(module)
+    nnx.update(module, jax.device_put(state, NamedSharding(mesh, P())))
 
 
 # ----------------------------------------------------------------- the API
@@ -171,15 +184,19 @@ class WorldModel(VideoModelFacts):
     vq_embeddings: jax.Array  # (V, E): the VQ-GAN's embedding of every code
     chunk: int = 64  # frames per VQ-GAN encode/decode call
     step: int | None = None  # the TECO training step the parameters come from
+    mesh: Mesh | None = None  # inference splits batches over its "data" axis (None: one device)
 
     @classmethod
     def load(cls, checkpoint_dir: Path | str, step: int | None = None,
-             vqgan_dir: Path | str | None = None) -> WorldModel:
+             vqgan_dir: Path | str | None = None, mesh: Mesh | None = None) -> WorldModel:
         """TECO from its training workdir (config.json + checkpoint `step`, default the latest)
         and the VQ-GAN it was trained with (or `vqgan_dir`), checked against each other; or
-        both from a parameter-only bundle directory (`teco_jax.bundle`), which needs no other file."""
+        both from a parameter-only bundle directory (`teco_jax.bundle`), which needs no other file.
+        `mesh`: parameters are replicated on it and batches split over its devices (default
+        `inference_mesh()`: every local device)."""
+        mesh = mesh if mesh is not None else inference_mesh()
         from teco_jax import bundle
-        from teco_jax.trainer import restore_model
+        from teco_jax.loading import load_model
 
         teco_dir = Path(checkpoint_dir)
         if bundle.is_bundle(teco_dir):
@@ -187,22 +204,26 @@ class WorldModel(VideoModelFacts):
                 raise ValueError(f"{teco_dir} is a bundle: it holds one step and its own VQ-GAN "
                                  "(step= and vqgan_dir= do not apply)")
             b = bundle.load(teco_dir)
-            return cls._assemble(b.teco, b.vqgan, b.config, b.vq_config, b.step)
+            return cls._assemble(b.teco, b.vqgan, b.config, b.vq_config, b.step, mesh)
         config = _check_workdir(teco_dir, step, "checkpoint")
         if config.get("task") != "teco":
             raise ValueError(f"{teco_dir} holds a {config.get('task')!r} run, not a TECO")
         vq_dir = Path(vqgan_dir) if vqgan_dir is not None else find_vqgan_dir(config)
         vq_config = _check_workdir(vq_dir, None, "VQ-GAN")
         check_compatible(config, vq_config, teco_dir, vq_dir)
-        teco, config = restore_model(teco_dir, step)
-        vq_model, vq_config = restore_model(vq_dir)
-        return cls._assemble(teco, vq_model.vqgan, config, vq_config, checkpoint_steps(teco_dir)[-1] if step is None else step)
+        teco, config = load_model(teco_dir, step, mesh=mesh)
+        vq_model, vq_config = load_model(vq_dir, mesh=mesh)
+        step = checkpoint_steps(teco_dir)[-1] if step is None else step
+        return cls._assemble(teco, vq_model.vqgan, config, vq_config, step, mesh)
 
     @classmethod
-    def _assemble(cls, teco, vqgan, config, vq_config, step) -> WorldModel:
+    def _assemble(cls, teco, vqgan, config, vq_config, step, mesh: Mesh) -> WorldModel:
+        replicate(teco, mesh)
+        replicate(vqgan, mesh)
         table = vqgan.codebook.lookup(jnp.arange(int(vq_config.model.codebook_size), dtype=jnp.int32))
-        return cls(teco=teco, vqgan=vqgan, config=config, vq_config=vq_config,
-                   vq_embeddings=jnp.asarray(table, jnp.float32), step=step)
+        table = jax.device_put(jnp.asarray(table, jnp.float32), NamedSharding(mesh, P()))
+        return cls(teco=teco, vqgan=vqgan, config=config, vq_config=vq_config, vq_embeddings=table, step=step,
+                   mesh=mesh)
 
     # ------------------------------------------------------------- facts
     @property
@@ -217,7 +238,8 @@ class WorldModel(VideoModelFacts):
         b, t = frames.shape[:2]
         if b * t == 0:
             return np.zeros((b, t) + tuple(int(x) for x in self.config.model.vq_grid), np.int32)
-        codes = _chunked(_encode_chunk, self.vqgan, frames.reshape((b * t,) + frames.shape[2:]), self.chunk)
+        codes = _chunked(_encode_chunk, self.vqgan, frames.reshape((b * t,) + frames.shape[2:]), self.chunk,
+                         self.mesh)
         return codes.reshape((b, t) + codes.shape[1:])
 
     def _check_codes(self, codes_BThw: np.ndarray, name: str) -> np.ndarray:
@@ -237,7 +259,8 @@ class WorldModel(VideoModelFacts):
         b, t = codes.shape[:2]
         if b * t == 0:
             return np.zeros((b, t) + self.frame_shape, np.uint8)
-        frames = _chunked(_decode_chunk, self.vqgan, codes.reshape((b * t,) + grid).astype(np.int32), self.chunk)
+        frames = _chunked(_decode_chunk, self.vqgan, codes.reshape((b * t,) + grid).astype(np.int32), self.chunk,
+                          self.mesh)
         return frames.reshape((b, t) + frames.shape[1:])
 
     # ------------------------------------------------------------- rollouts
@@ -276,10 +299,21 @@ class WorldModel(VideoModelFacts):
             warnings.warn("this TECO never saw the null action in training (model.action_dropout=0): "
                           "unconditional rollouts are out of distribution", stacklevel=3)
         key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-        out = rollout_lib.rollout(self.teco, self.vq_embeddings, jnp.asarray(codes, jnp.int32), jnp.asarray(actions),
-                                  key, num_frames=int(num_frames), window=self.window,
-                                  sampler=sampler or self.sampler)
+        out = self.rollout_codes_on_devices(codes, actions, num_frames, key, sampler)
         return np.asarray(out)
+
+    def rollout_codes_on_devices(self, codes_BChw, actions_BL, num_frames: int, key: jax.Array,
+                                 sampler: rollout_lib.Sampler | None = None) -> jax.Array:
+        """`rollout.rollout` with the batch split over the mesh (unchecked inputs; the result
+        stays on the devices, split the same way)."""
+        return rollout_lib.rollout(self.teco, self.vq_embeddings, self.put_batch(codes_BChw),
+                                   self.put_batch(actions_BL), key, num_frames=int(num_frames), window=self.window,
+                                   sampler=sampler or self.sampler)
+
+    def put_batch(self, x) -> jax.Array:
+        """int32 x on the devices, its batch axis split over the mesh (see shard_batch)."""
+        x = np.asarray(x, np.int32)
+        return shard_batch(x, self.mesh) if self.mesh is not None else jnp.asarray(x)
 
     def rollout(self, context_BCHW3: np.ndarray, actions_BL: np.ndarray | None, num_frames: int,
                 key: jax.Array | int = 0, sampler: rollout_lib.Sampler | None = None) -> np.ndarray:

@@ -34,6 +34,56 @@ def test_cached_equals_uncached(model_and_table, num_frames, window):
     assert not np.array_equal(other, cached)  # the key matters
 
 
+def _reference_rollout(model, table, context, actions, window, slide, sampler):
+    """Written out frame by frame, without the cache or the rollout state: frame t sees the
+    frames of its window [s, t), where s advances by `slide` each time the window is full; the
+    first n_cond frames of a window are encoded continuous from their VQ-GAN codes (as in
+    training), the others keep the z they were generated (or encoded) with; h_t comes from
+    `model.temporal` run from scratch on the window."""
+    b, c = context.shape[:2]
+    n_cond = model.cfg.n_cond
+    z_all, _ = model.encode(table[context])
+    zs, codes = [z_all[:, i] for i in range(c)], [context[:, i] for i in range(c)]
+    start = 0
+    for t in range(c, actions.shape[1]):
+        if t - start >= window:
+            start += slide
+        z_first, _ = model.encode(table[jnp.stack(codes[start:start + n_cond], axis=1)])
+        z_win = jnp.stack([z_first[:, i] if i < n_cond else zs[start + i] for i in range(t - start)]
+                          + [jnp.zeros_like(zs[0])], axis=1)  # frame t's own z: unseen by h_t
+        h_t = model.temporal(z_win, model.embed_actions(actions[:, start:t + 1]))[:, -1]
+        gh, gw, d = h_t.shape[1:]
+        z_codes = sampler.sample(model.prior, h_t.reshape(b, gh * gw, d), jax.random.key(0)).reshape(b, gh, gw)
+        z_t = model.codebook.lookup(z_codes).astype(h_t.dtype)
+        zs.append(z_t)
+        codes.append(jnp.argmax(model.decoder(z_t, h_t), axis=-1).astype(jnp.int32))
+    return jnp.stack(codes, axis=1)
+
+
+@pytest.mark.parametrize("slide", [1, 2])
+def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_table, slide):
+    """14 frames through a window of 5 (2 context): the cached rollout equals the written-out
+    reference, for the exact sliding window and for sliding 2 frames at a time. The sampler is
+    greedy and key-free (confidence, temperatures 0), so any difference comes from h_t."""
+    model, table = model_and_table
+    rng = np.random.default_rng(3)
+    context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 7, (2, 14)), jnp.int32)  # 6 = the null action
+    sampler = rollout.Sampler(schedule="confidence", confidence_steps=3, temperature=0.0, choice_temperature=0.0,
+                              slide=slide)
+    got = rollout.rollout(model, table, context, actions, jax.random.key(5), num_frames=14, window=5,
+                          sampler=sampler)
+    want = _reference_rollout(model, table, context, actions, 5, slide, sampler)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_a_slide_must_leave_frames_in_the_window(model_and_table):
+    model, table = model_and_table
+    with pytest.raises(ValueError, match="slide by 1 to 4 frames"):
+        rollout.rollout(model, table, jnp.zeros((1, 2, 8, 8), jnp.int32), jnp.zeros((1, 7), jnp.int32),
+                        jax.random.key(0), num_frames=7, window=5, sampler=rollout.Sampler(slide=5))
+
+
 def test_context_longer_than_window_is_an_error(model_and_table):
     model, table = model_and_table
     with pytest.raises(ValueError, match="do not fit the model's window"):

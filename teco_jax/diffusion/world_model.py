@@ -69,13 +69,13 @@ class DiffusionWorldModel(VideoModelFacts):
         """The denoiser from its training workdir (config.json + checkpoint `step`, default the latest)
         and the VQ-GAN it was trained with (config.model.vqgan_dir, or `vqgan_dir`)."""
         from teco_jax.tasks.diffusion import config_latent_stats, load_vqgan
-        from teco_jax.trainer import restore_model
+        from teco_jax.loading import load_model
 
         workdir = Path(checkpoint_dir)
         config = _check_workdir(workdir, step, "checkpoint")
         if config.get("task") != "diffusion":
             raise ValueError(f"{workdir} holds a {config.get('task')!r} run, not the diffusion baseline")
-        model, config = restore_model(workdir, step)
+        model, config = load_model(workdir, step)
         m = config.model
         vqgan, vq_config = load_vqgan(str(vqgan_dir) if vqgan_dir is not None else m.vqgan_dir, m.latent_dim,
                                       m.latent_grid)

@@ -46,9 +46,9 @@ def _start(teco, vq_embeddings, codes_1Chw, actions_1C, *, window: int) -> rollo
 
 
 @nnx.jit(static_argnames=("window", "sampler"))
-def _step(teco, vqgan, state, action_1, key, *, window: int, sampler: rollout_lib.Sampler):
-    state, codes_1hw = rollout_lib.next_frame(teco, state, action_1, key, sampler, window)
-    return state, _decode_chunk(vqgan, codes_1hw)[0]
+def _step(teco, vqgan, vq_embeddings, state, action_1, key, *, window: int, sampler: rollout_lib.Sampler):
+    state, codes_1hw = rollout_lib.next_frame(teco, vq_embeddings, state, action_1, key, sampler, window)
+    return state, codes_1hw[0], _decode_chunk(vqgan, codes_1hw)[0]
 
 
 class Engine:
@@ -80,14 +80,16 @@ class Engine:
                           jnp.asarray(episode.actions[None, : self.context], jnp.int32), window=self.window)
 
     def step(self, state: rollout_lib.RolloutState, action: int, index: int):
-        """(new state, uint8 (H, W, 3) frame) for frame number `index` of a session."""
+        """(new state, the frame's VQ-GAN codes (h, w), its uint8 (H, W, 3) pixels) for frame
+        number `index` of a session."""
         if not 0 <= action <= self.null_action:
             raise ValueError(f"action {action} is not one of 0..{self.null_action} ({', '.join(self.action_names)})")
         key = jax.random.fold_in(jax.random.key(self.seed), index)
         with self._lock:
-            state, frame = _step(self.wm.teco, self.wm.vqgan, state, jnp.asarray([action], jnp.int32), key,
-                                 window=self.window, sampler=self.sampler)
-            return state, np.asarray(frame)
+            state, codes, frame = _step(self.wm.teco, self.wm.vqgan, self.wm.vq_embeddings, state,
+                                        jnp.asarray([action], jnp.int32), key, window=self.window,
+                                        sampler=self.sampler)
+            return state, np.asarray(codes), np.asarray(frame)
 
 
 class Session:
@@ -102,6 +104,7 @@ class Session:
         self.episode = episode
         self.state = self.engine.start(episode)
         self.frames: list[np.ndarray] = list(episode.frames[: self.engine.context])
+        self.codes: list[np.ndarray] = []  # the generated frames' VQ-GAN codes
         self.log: list[dict] = []  # one entry per generated frame: index, action, name, ms
 
     @property
@@ -111,8 +114,9 @@ class Session:
     def step(self, action: int) -> np.ndarray:
         t0 = time.perf_counter()
         index = len(self.frames)
-        self.state, frame = self.engine.step(self.state, action, index)
+        self.state, codes, frame = self.engine.step(self.state, action, index)
         self.frames.append(frame)
+        self.codes.append(codes)
         self.log.append({"index": index, "action": int(action), "name": self.engine.action_names[action],
                          "ms": round(1000 * (time.perf_counter() - t0), 1)})
         return frame

@@ -1,0 +1,57 @@
+"""Trained models for inference: parameters only, without the Trainer or the optimizer.
+
+    model, config = load_model("runs/teco")            # the latest checkpoint
+    model, config = load_model("runs/vqgan", step=2000, mesh=mesh)
+
+The model is built abstractly (`nnx.eval_shape`: no memory, no random init), and only the
+"params" and "rest" subtrees of the checkpoint are read (orbax partial restore): Adam's
+moments, the step and the RNG key stay on disk. The arrays are placed replicated on `mesh`
+(default: one device), ready for inference that shards the batch over the data axes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from teco_jax import checkpoint
+from teco_jax.tasks import base as tasks
+
+
+def abstract_model(config: ml_collections.ConfigDict) -> nnx.Module:
+    """The config's model with ShapeDtypeStructs for arrays (built without computing anything)."""
+    task = tasks.get(config.task)(config)
+    return nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
+
+
+def load_model(workdir: Path | str, step: int | None = None, mesh: Mesh | None = None,
+               config: ml_collections.ConfigDict | None = None) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+    """The model of a training workdir at checkpoint `step` (default the latest), and its config."""
+    workdir = Path(workdir)
+    config = checkpoint.load_config(workdir) if config is None else config
+    available = checkpoint.checkpoint_steps(workdir)
+    if not available:
+        raise FileNotFoundError(f"{workdir}: no checkpoint in {workdir / 'checkpoints'}")
+    step = available[-1] if step is None else step
+    if step not in available:
+        raise FileNotFoundError(f"{workdir}: no checkpoint {step}; it has {available}")
+    mesh = mesh or Mesh(jax.devices()[:1], ("data",))
+    replicated = NamedSharding(mesh, P())
+    model = abstract_model(config)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    target = {"params": params}
+    if jax.tree.leaves(rest):
+        target["rest"] = rest
+    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), target)
+    path = workdir / "checkpoints" / str(step) / "state"
+    checkpoint.check_arrays(path, target, partial=True)
+    args = ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                                  partial_restore=True)
+    with ocp.PyTreeCheckpointer() as ckptr:
+        restored = ckptr.restore(path, args=args)
+    return nnx.merge(graphdef, restored["params"], restored.get("rest", rest)), config
