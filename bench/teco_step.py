@@ -1,25 +1,34 @@
-"""TECO train-step cost at seq_len 300: the DropLoss speed-up and achieved FLOP/s.
+"""TECO train-step cost: compile time, step time, peak memory, FLOPs and FLOP/s.
 
-    python bench/teco_step.py [--preset tiny] [--batch 4] [--steps 5]
+    python bench/teco_step.py [--preset ""] [--batch 1] [--seq_len 300] [--rates 0.9,0.0] [--remat]
 
-For drop_loss_rate 0.9 and 0.0, prints the jitted train step's time, the FLOPs XLA's
-cost analysis counts for it, and FLOPs / time, next to this machine's dense float32
-matmul FLOP/s measured in the same run.
+For each DropLoss rate, a fresh process builds the preset's TECO (random weights, random
+int32 codes, vqgan_dir=random), compiles the Trainer's jitted train step once
+(`lower().compile()`, timed), runs it `--steps` times and prints: compile seconds, the
+median step time, peak resident memory (the process's ru_maxrss: parameters, Adam state,
+activations, XLA's buffers), XLA's FLOP count for the step and FLOP/s, next to this
+machine's dense float32 matmul FLOP/s measured in the same process. The defaults are the
+paper preset at batch 1 and 300 frames, the setting the official code was measured in.
 """
 
+from __future__ import annotations
+
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from teco_jax import config_base, parallel
-from teco_jax.trainer import Trainer
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def matmul_flops(n: int = 2048, reps: int = 10) -> float:
+    import jax
+    import jax.numpy as jnp
+
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
@@ -30,52 +39,75 @@ def matmul_flops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
-def step_cost(preset: str, rate: float, batch: int, seq_len: int, steps: int) -> tuple[float, float]:
-    cfg = config_base.from_file(f"configs/teco_dmlab.py:{preset}")
-    cfg.unlock()
-    cfg.model.vqgan_dir = "random"
-    cfg.model.drop_loss_rate = rate
-    cfg.data.seq_len, cfg.data.batch_size = seq_len, batch
-    cfg.lock()
+def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, remat: bool) -> dict:
+    import jax
+    import numpy as np
+
+    from teco_jax import config_base, parallel, trainer
+
+    cfg = trainer.config_replace(config_base.from_file(f"configs/teco_dmlab.py:{preset}"), **{
+        "model.vqgan_dir": "random", "model.drop_loss_rate": rate, "model.remat": remat,
+        "data.seq_len": seq_len, "data.batch_size": batch, "mesh.shape": (1, 1, 1)})
+    peak = matmul_flops()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, tmp)
-        state = trainer.create_state()
+        tr = trainer.Trainer(cfg, tmp)
+        state = tr.create_state()
         rng = np.random.default_rng(0)
         m = cfg.model
         local = {"codes": rng.integers(0, m.vq_vocab, (batch, seq_len) + tuple(m.vq_grid)).astype(np.int32),
                  "actions": rng.integers(0, m.num_actions, (batch, seq_len)).astype(np.int32)}
-        data = parallel.global_batch(local, trainer.mesh)
-        constants = trainer.device_constants()
-        step = trainer.step_fn(data, constants)
-        with jax.set_mesh(trainer.mesh):
-            flops = step.lower(state, data, constants).compile().cost_analysis()["flops"]
-            state, metrics = step(state, data, constants)  # compile + first step
-            jax.block_until_ready(metrics)
-            t = time.perf_counter()
+        data = parallel.global_batch(local, tr.mesh)
+        constants = tr.device_constants()
+        with jax.set_mesh(tr.mesh):
+            t0 = time.perf_counter()
+            compiled = tr.step_fn(data, constants).lower(state, data, constants).compile()
+            compile_s = time.perf_counter() - t0
+            flops = compiled.cost_analysis()["flops"]
+            times = []
             for _ in range(steps):
-                state, metrics = step(state, data, constants)
-            jax.block_until_ready(metrics)
-    return (time.perf_counter() - t) / steps, flops
+                t = time.perf_counter()
+                state, metrics = compiled(state, data, constants)
+                jax.block_until_ready(metrics)
+                times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    return {"rate": rate, "compile_s": compile_s, "step_s": step_s, "steps_s": times, "flops": flops,
+            "flops_per_s": flops / step_s, "matmul_peak": peak,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def main():
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--preset", default="", help='"" (paper size), tiny or cpu')
+    p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq_len", type=int, default=300)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--rates", default="0.9,0.0", help="DropLoss rates, one process each")
+    p.add_argument("--remat", action="store_true", help="model.remat=True (recompute transformer blocks)")
+    p.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)  # a child: this rate only
     args = p.parse_args()
-    peak = matmul_flops()
-    print(f"dense f32 matmul (2048^3): {peak / 1e9:.1f} GFLOP/s on {jax.devices()[0].platform}")
-    times = {}
-    for rate in (0.9, 0.0):
-        dt, flops = step_cost(args.preset, rate, args.batch, args.seq_len, args.steps)
-        times[rate] = dt
-        print(f"teco_dmlab:{args.preset} seq_len {args.seq_len} batch {args.batch} drop_loss_rate {rate}: "
-              f"{dt * 1e3:8.1f} ms/step, {flops / 1e9:8.2f} GFLOP/step, {flops / dt / 1e9:6.1f} GFLOP/s "
-              f"({flops / dt / peak:.0%} of matmul)", flush=True)
-    print(f"DropLoss speed-up (rate 0.0 time / rate 0.9 time): {times[0.0] / times[0.9]:.2f}x")
+    sys.path.insert(0, str(ROOT))
+    if args.one is not None:
+        print(json.dumps(measure(args.preset, args.one, args.batch, args.seq_len, args.steps, args.remat)))
+        return 0
+    name = f"teco_dmlab.py:{args.preset}" if args.preset else "teco_dmlab.py (paper size)"
+    print(f"{name}, batch {args.batch}, seq_len {args.seq_len}, remat {args.remat}, {args.steps} steps, "
+          f"one process per rate", flush=True)
+    print(f"{'drop rate':>9} {'compile s':>9} {'step s (median)':>15} {'peak RSS':>9} {'GFLOP/step':>10} "
+          f"{'GFLOP/s':>8} {'% of matmul':>11}")
+    for rate in (float(r) for r in args.rates.split(",")):
+        cmd = [sys.executable, __file__, "--preset", args.preset, "--batch", str(args.batch), "--seq_len",
+               str(args.seq_len), "--steps", str(args.steps), "--one", str(rate)] + (["--remat"] if args.remat else [])
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if out.returncode:
+            print(f"{rate:9.1f} failed (rc {out.returncode}): {out.stderr.strip().splitlines()[-1:]}", flush=True)
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{rate:9.1f} {r['compile_s']:9.1f} {r['step_s']:15.2f} {r['peak_rss_gib']:7.2f} G "
+              f"{r['flops'] / 1e9:10.0f} {r['flops_per_s'] / 1e9:8.1f} {r['flops_per_s'] / r['matmul_peak']:10.0%}  "
+              f"(steps {', '.join(f'{s:.2f}' for s in r['steps_s'])}; matmul {r['matmul_peak'] / 1e9:.0f} GFLOP/s)",
+              flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

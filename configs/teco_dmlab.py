@@ -41,6 +41,7 @@ def teco_config():
     m.n_cond = 1
     m.drop_loss_rate = 0.9
     m.label_smoothing = 0.01
+    m.remat = False  # recompute activations (E, D, transformer blocks) in the backward pass: less memory, more time
     m.z_dropout = 0.0  # not in the paper: P(decoder reads z_t = 0) per training frame (tasks/teco.py)
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,

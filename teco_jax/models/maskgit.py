@@ -119,7 +119,7 @@ class MaskGIT(nnx.Module):
 
     def __init__(self, vocab_size: int, grid: tuple[int, int] = (8, 8), cond_dim: int = 64,
                  token_dim: int = 256, width: int = 512, mlp_dim: int = 2048, num_heads: int = 8,
-                 num_layers: int = 8, *, rngs: nnx.Rngs, dtype=None):
+                 num_layers: int = 8, *, rngs: nnx.Rngs, dtype=None, remat: bool = False):
         self.vocab_size, self.grid, self.cond_dim, self.token_dim = vocab_size, tuple(grid), cond_dim, token_dim
         self.mask_id = vocab_size
         gh, gw = self.grid
@@ -127,7 +127,7 @@ class MaskGIT(nnx.Module):
         self.token_embedding = nnx.Param(init(rngs.params(), (vocab_size + 1, token_dim), jnp.float32),
                                          out_sharding=("vocab", None))
         self.transformer = Transformer(token_dim + cond_dim, width, mlp_dim, num_heads, num_layers,
-                                       rngs=rngs, dtype=dtype)
+                                       rngs=rngs, dtype=dtype, remat=remat)
         self.pos_h = nnx.Param(init(rngs.params(), (gh, width // 2), jnp.float32), out_sharding=(None, "embed"))
         self.pos_w = nnx.Param(init(rngs.params(), (gw, width - width // 2), jnp.float32),
                                out_sharding=(None, "embed"))

@@ -20,6 +20,7 @@ from teco_jax.models.maskgit import MaskGIT
 from teco_jax.nn import layers
 from teco_jax.nn.codebook import L2Codebook
 from teco_jax.nn.transformer import Transformer, block_causal_mask, sinusoidal_positions
+from teco_jax.nn.util import apply
 
 
 def _normal_param(rngs: nnx.Rngs, shape, axes) -> nnx.Param:
@@ -99,7 +100,8 @@ class TemporalTransformer(nnx.Module):
         self.proj = layers.conv(z_dim + action_dim, t.width, cfg.z_ds, cfg.z_ds, padding="VALID", use_bias=False,
                                 axes=("conv_in", "embed"), rngs=rngs, dtype=dtype)
         self.start = _normal_param(rngs, (self.tokens_per_frame, t.width), (None, "embed"))
-        self.transformer = Transformer(t.width, t.width, t.mlp_dim, t.num_heads, t.num_layers, rngs=rngs, dtype=dtype)
+        self.transformer = Transformer(t.width, t.width, t.mlp_dim, t.num_heads, t.num_layers, rngs=rngs, dtype=dtype,
+                                       remat=bool(cfg.get("remat", False)))
         self.unproj = nnx.ConvTranspose(t.width, z_dim, (cfg.z_ds, cfg.z_ds), (cfg.z_ds, cfg.z_ds), padding="VALID",
                                         use_bias=False, dtype=dtype, rngs=rngs,
                                         kernel_metadata={"out_sharding": (None, None, "embed", "conv_out")})
@@ -151,7 +153,7 @@ class TECO(nnx.Module):
         self.temporal = TemporalTransformer(cfg, d, cfg.action_embed_dim, self.grid, rngs=rngs, dtype=dtype)
         m = cfg.maskgit
         self.prior = MaskGIT(cfg.codebook_size, self.grid, d, m.token_dim, m.width, m.mlp_dim, m.num_heads,
-                             m.num_layers, rngs=rngs, dtype=dtype)
+                             m.num_layers, rngs=rngs, dtype=dtype, remat=bool(cfg.get("remat", False)))
         self.decoder = CodeDecoder(2 * d, tuple(cfg.decoder.depths), cfg.decoder.blocks, cfg.vq_vocab,
                                    rngs=rngs, dtype=dtype)
 
@@ -169,7 +171,7 @@ class TECO(nnx.Module):
         start = jnp.broadcast_to(self.start_post[...].astype(e_BTHWE.dtype), (b, 1) + e_BTHWE.shape[2:])
         e_prev = jnp.concatenate([start, e_BTHWE[:, :-1]], axis=1)
         flat = lambda x: x.reshape((b * t,) + x.shape[2:])  # noqa: E731
-        z = self.encoder(flat(e_prev), flat(e_BTHWE))
+        z = apply(self.encoder, flat(e_prev), flat(e_BTHWE), remat=bool(self.cfg.get("remat", False)))
         z = z.reshape((b, t) + z.shape[1:])
         n_cond = self.cfg.n_cond
         vq = self.codebook(z[:, n_cond:])
@@ -180,5 +182,5 @@ class TECO(nnx.Module):
     def decode_logits(self, z_BThwD: jax.Array, h_BThwD: jax.Array) -> jax.Array:
         b, t = z_BThwD.shape[:2]
         flat = lambda x: x.reshape((b * t,) + x.shape[2:])  # noqa: E731
-        logits = self.decoder(flat(z_BThwD), flat(h_BThwD))
+        logits = apply(self.decoder, flat(z_BThwD), flat(h_BThwD), remat=bool(self.cfg.get("remat", False)))
         return logits.reshape((b, t) + logits.shape[1:])

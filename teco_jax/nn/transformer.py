@@ -18,6 +18,7 @@ from flax import nnx
 
 from teco_jax.nn.attention import KVCache, MultiHeadAttention
 from teco_jax.nn.layers import dense, layer_norm
+from teco_jax.nn.util import apply
 
 TransformerCache = tuple[KVCache, ...]  # one KVCache per block
 
@@ -95,8 +96,9 @@ class Transformer(nnx.Module):
     """
 
     def __init__(self, in_dim: int, width: int, mlp_dim: int, num_heads: int, num_layers: int, *,
-                 rngs: nnx.Rngs, dtype=None, out_dim: int | None = None):
+                 rngs: nnx.Rngs, dtype=None, out_dim: int | None = None, remat: bool = False):
         self.in_dim, self.width, self.num_layers, self.dtype = in_dim, width, num_layers, dtype
+        self.remat = remat  # recompute each block's activations in the backward pass (memory for time)
         self.in_proj = dense(in_dim, width, (None, "embed"), rngs=rngs, dtype=dtype)
         self.blocks = nnx.List([TransformerBlock(width, mlp_dim, num_heads, rngs=rngs, dtype=dtype)
                                 for _ in range(num_layers)])
@@ -119,7 +121,7 @@ class Transformer(nnx.Module):
         """mask: bool broadcastable to (B, H, L, L) (True = may attend); None = bidirectional."""
         h = self._embed(x_BLC, pos_BLD)
         for block in self.blocks:
-            h = block(h, mask)
+            h = apply(block, h, mask, remat=self.remat)
         return self._head(h)
 
     def init_cache(self, batch: int, max_len: int, dtype=None) -> TransformerCache:

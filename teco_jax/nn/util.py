@@ -26,3 +26,14 @@ def count_params(module_or_state: Any) -> int:
 def _has_variables(state: nnx.State) -> bool:
     is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
     return any(is_var(v) for v in jax.tree.leaves(state, is_leaf=is_var))
+
+
+@nnx.remat
+def _remat_apply(module: nnx.Module, *args):
+    return module(*args)
+
+
+def apply(module: nnx.Module, *args, remat: bool = False):
+    """module(*args); with remat, its activations are recomputed in the backward pass instead of
+    kept (the same numbers, less memory, more time)."""
+    return _remat_apply(module, *args) if remat else module(*args)

@@ -192,3 +192,20 @@ def test_evaluate_reports_prediction_and_baseline(setup):
     assert set(out) == {"recon_acc", "next_frame_acc", "copy_prev_acc", "recon_ce"}
     prev_same = float(np.mean(np.asarray(codes)[:, :-1] == np.asarray(codes)[:, 1:]))
     assert out["copy_prev_acc"] == pytest.approx(prev_same, abs=1e-6)  # every frame >= n_cond, no DropLoss
+
+
+def test_remat_changes_memory_not_numbers():
+    """model.remat recomputes transformer blocks in the backward pass: same loss, same gradients."""
+    rng = np.random.default_rng(0)
+    batch = {"codes": jnp.asarray(rng.integers(0, V, (2, T, 8, 8)), jnp.int32),
+             "actions": jnp.asarray(rng.integers(0, 6, (2, T)), jnp.int32)}
+    results = []
+    for remat in (False, True):
+        task = teco_task.TECOTask(tiny_config(remat=remat))
+        model = task.build_model(nnx.Rngs(0))
+        loss, grads = nnx.value_and_grad(lambda m: task.loss(m, batch, jax.random.key(0), 0, task.constants())[0])(
+            model)
+        results.append((float(loss), jax.tree.leaves(grads)))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
