@@ -203,7 +203,8 @@ def test_remat_changes_memory_not_numbers():
     for remat in (False, True):
         task = teco_task.TECOTask(tiny_config(remat=remat))
         model = task.build_model(nnx.Rngs(0))
-        loss, grads = nnx.value_and_grad(lambda m: task.loss(m, batch, jax.random.key(0), 0, task.constants())[0])(
+        constants = task.constants()
+        loss, grads = nnx.jit(nnx.value_and_grad(lambda m: task.loss(m, batch, jax.random.key(0), 0, constants)[0]))(
             model)
         results.append((float(loss), jax.tree.leaves(grads)))
     assert results[0][0] == results[1][0]
