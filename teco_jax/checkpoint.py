@@ -49,8 +49,7 @@ def checkpoint_steps(workdir: Path | str) -> list[int]:
 
 def has_checkpoint(workdir: Path | str) -> bool:
     """Whether WORKDIR/checkpoints holds a complete (renamed, not temporary) checkpoint."""
-    directory = Path(workdir) / "checkpoints"
-    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+    return bool(checkpoint_steps(workdir))
 
 
 def load_config(workdir: Path | str) -> ml_collections.ConfigDict:

@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from teco_jax import checkpoint
+from teco_jax import checkpoint, parallel
 from teco_jax.tasks import base as tasks
 
 
@@ -40,7 +40,7 @@ def load_model(workdir: Path | str, step: int | None = None, mesh: Mesh | None =
     step = available[-1] if step is None else step
     if step not in available:
         raise FileNotFoundError(f"{workdir}: no checkpoint {step}; it has {available}")
-    mesh = mesh or Mesh(jax.devices()[:1], ("data",))
+    mesh = mesh or parallel.inference_mesh(jax.devices()[:1])
     replicated = NamedSharding(mesh, P())
     model = abstract_model(config)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)

@@ -13,6 +13,7 @@ import math
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -147,6 +148,25 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
     """Assemble this process's part of the batch into global arrays sharded over the batch axes."""
     return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, np.ndim(v)), np.asarray(v))
             for k, v in local.items()}
+
+
+def inference_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh ("data",) for inference over `devices` (default: every device of this process)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ("data",))
+
+
+def shard_batch(x, mesh: Mesh | None) -> jax.Array:
+    """x on the mesh, its leading (batch) axis split over "data" when it divides, else replicated
+    (mesh None: the default device)."""
+    if mesh is None:
+        return jnp.asarray(x)
+    spec = P("data") if np.ndim(x) and np.shape(x)[0] % mesh.devices.size == 0 else P()
+    return jax.device_put(jnp.asarray(x), NamedSharding(mesh, spec))
+
+
+def replicate(module: nnx.Module, mesh: Mesh) -> None:
+    """Place every array of `module` on all devices of the mesh (in place)."""
+    nnx.update(module, jax.device_put(nnx.state(module), NamedSharding(mesh, P())))
 
 
 def to_host(x: Any) -> np.ndarray:

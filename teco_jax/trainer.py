@@ -30,7 +30,6 @@ from teco_jax import checkpoint, optim, parallel
 from teco_jax import logging as tlog
 from teco_jax import workdir as wd
 from teco_jax.data import pipeline
-from teco_jax.errors import UserError
 from teco_jax.tasks import base as tasks
 
 
@@ -78,7 +77,7 @@ class Trainer:
         """`devices`: the devices of the mesh (default: all devices of all processes)."""
         self.config = wd.absolute_paths(config)
         self.workdir = Path(workdir)
-        self.task = tasks.get(config.task)(config)
+        self.task = tasks.get(config.task)(self.config)
         self.mesh = parallel.make_mesh(config.mesh.shape, devices=devices)
         self.rules = parallel.rules_from_config(config.get("sharding_rules"))
         self.tx = optim.make(config.optim)
@@ -190,21 +189,6 @@ class Trainer:
         else:
             tqdm.write(f"received signal {signum}: saving a checkpoint and stopping after this step")
 
-    def data_meta(self):
-        """The training dataset's metadata (a one-line error when config.data.dir is not a dataset)."""
-        from teco_jax.data import tfds_io
-
-        data_dir = self.config.data.dir
-        if not data_dir:
-            raise UserError("config.data.dir is empty: point it at a dataset written by teco_jax.data.build "
-                            "or teco_jax.encode (--config.data.dir=...)")
-        if not Path(data_dir).is_dir():
-            raise UserError(f"config.data.dir={data_dir}: no such directory")
-        try:
-            return tfds_io.load_meta(data_dir)
-        except (FileNotFoundError, ValueError) as e:
-            raise UserError(f"config.data.dir: {e}") from e
-
     def _lock(self) -> wd.Lock | None:
         """Process 0 locks the workdir; every process learns whether it could (no process hangs)."""
         lock, error = None, None
@@ -229,21 +213,20 @@ class Trainer:
         self._check_batch_size()
         resuming = checkpoint.has_checkpoint(self.workdir)
         changes = wd.check_resume(self.workdir, cfg) if resuming else {}
-        self.task.preflight(self.data_meta())
+        self.task.preflight(tasks.data_meta(cfg))
         constants = self.device_constants()  # e.g. loads TECO's VQ-GAN: errors here come before compiling
         created = not self.workdir.exists() or not any(self.workdir.iterdir())
         lock = self._lock()
+        failed = True
         try:
-            return self._train(num_steps, constants, changes)
-        except BaseException:
-            if created and not checkpoint.has_checkpoint(self.workdir) and jax.process_index() == 0:
-                if lock is not None:
-                    lock.release()
-                shutil.rmtree(self.workdir, ignore_errors=True)  # a failed start leaves no debris
-            raise
+            state = self._train(num_steps, constants, changes)
+            failed = False
+            return state
         finally:
             if lock is not None:
                 lock.release()
+            if failed and created and jax.process_index() == 0 and not checkpoint.has_checkpoint(self.workdir):
+                shutil.rmtree(self.workdir, ignore_errors=True)  # a failed start leaves no debris
 
     def _train(self, num_steps: int | None, constants: Any, changes: dict) -> TrainState:
         cfg, tcfg = self.config, self.config.train

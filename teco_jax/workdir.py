@@ -30,6 +30,7 @@ from typing import Any
 
 import ml_collections
 
+from teco_jax.checkpoint import save_config
 from teco_jax.errors import UserError
 
 #: Keys (exact, or a prefix ending in ".") that may differ from the stored config on resume.
@@ -78,15 +79,18 @@ def config_changes(stored: ml_collections.ConfigDict | dict, new: ml_collections
 def absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy of `config` with the PATH_KEYS it has made absolute (from the current directory).
     Empty values and the placeholder "random" (tests) stay as they are."""
-    values = flatten(config)
-    updates = {k: str(Path(values[k]).expanduser().absolute()) for k in PATH_KEYS
-               if values.get(k) and values[k] != "random" and not Path(values[k]).is_absolute()}
+    def value(key):
+        section, leaf = key.split(".")
+        return config.get(section, {}).get(leaf)
+
+    updates = {k: str(Path(value(k)).expanduser().absolute()) for k in PATH_KEYS
+               if value(k) and value(k) != "random" and not Path(value(k)).is_absolute()}
     if not updates:
         return config
     new = ml_collections.ConfigDict(config.to_dict())
-    for key, value in updates.items():
+    for key, path in updates.items():
         section, leaf = key.split(".")
-        new[section][leaf] = value
+        new[section][leaf] = path
     if config.is_locked:
         new.lock()
     return new
@@ -118,14 +122,10 @@ def check_resume(workdir: Path | str, config: ml_collections.ConfigDict) -> dict
 def record_config(workdir: Path | str, config: ml_collections.ConfigDict, step: int,
                   changes: dict[str, tuple]) -> None:
     """Write config.json (atomically) and append this start to config_history.jsonl."""
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
-    tmp.replace(workdir / CONFIG_FILE)
+    save_config(workdir, config)
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(), "pid": os.getpid(),
              "step": int(step), "changes": {k: {"stored": a, "new": b} for k, (a, b) in changes.items()}}
-    with open(workdir / HISTORY_FILE, "a") as f:
+    with open(Path(workdir) / HISTORY_FILE, "a") as f:
         f.write(json.dumps(entry) + "\n")
 
 

@@ -29,6 +29,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from teco_jax import checkpoint
+from teco_jax.parallel import inference_mesh, replicate, shard_batch  # noqa: F401 - also this module's API
 from teco_jax.checkpoint import checkpoint_steps  # noqa: F401 - part of this module's API (bundle, benchmark)
 from teco_jax import rollout as rollout_lib
 from teco_jax.data import tfds_io
@@ -118,26 +119,8 @@ def _chunked(fn, model, x: np.ndarray, chunk: int, mesh: Mesh | None = None) -> 
     pad = (-n) % size
     if pad:
         x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-    put = (lambda a: shard_batch(a, mesh)) if mesh is not None else jnp.asarray  # noqa: E731
-    out = [np.asarray(fn(model, put(x[i:i + size]))) for i in range(0, len(x), size)]
+    out = [np.asarray(fn(model, shard_batch(x[i:i + size], mesh))) for i in range(0, len(x), size)]
     return np.concatenate(out)[:n]
-
-
-def inference_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh ("data",) over `devices` (default: every device of this process)."""
-    return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ("data",))
-
-
-def shard_batch(x, mesh: Mesh) -> jax.Array:
-    """x on the mesh, its leading (batch) axis split over "data" when it divides, else replicated."""
-    spec = P("data") if np.ndim(x) and np.shape(x)[0] % mesh.devices.size == 0 else P()
-    return jax.device_put(jnp.asarray(x), NamedSharding(mesh, spec))
-
-
-def replicate(module: nnx.Module, mesh: Mesh) -> None:
-    """Place every array of `module` on all devices of the mesh (in place)."""
-    state = nnx.state(module)
-    nnx.update(module, jax.device_put(state, NamedSharding(mesh, P())))
 
 
 # ----------------------------------------------------------------- the API
@@ -211,8 +194,8 @@ class WorldModel(VideoModelFacts):
         vq_dir = Path(vqgan_dir) if vqgan_dir is not None else find_vqgan_dir(config)
         vq_config = _check_workdir(vq_dir, None, "VQ-GAN")
         check_compatible(config, vq_config, teco_dir, vq_dir)
-        teco, config = load_model(teco_dir, step, mesh=mesh)
-        vq_model, vq_config = load_model(vq_dir, mesh=mesh)
+        teco, config = load_model(teco_dir, step, mesh=mesh, config=config)
+        vq_model, vq_config = load_model(vq_dir, mesh=mesh, config=vq_config)
         step = checkpoint_steps(teco_dir)[-1] if step is None else step
         return cls._assemble(teco, vq_model.vqgan, config, vq_config, step, mesh)
 
@@ -312,8 +295,7 @@ class WorldModel(VideoModelFacts):
 
     def put_batch(self, x) -> jax.Array:
         """int32 x on the devices, its batch axis split over the mesh (see shard_batch)."""
-        x = np.asarray(x, np.int32)
-        return shard_batch(x, self.mesh) if self.mesh is not None else jnp.asarray(x)
+        return shard_batch(np.asarray(x, np.int32), self.mesh)
 
     def rollout(self, context_BCHW3: np.ndarray, actions_BL: np.ndarray | None, num_frames: int,
                 key: jax.Array | int = 0, sampler: rollout_lib.Sampler | None = None) -> np.ndarray:

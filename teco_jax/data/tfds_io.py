@@ -334,10 +334,11 @@ class CheckedSource:
         return f"CheckedSource({self._source!r})"
 
 
-def check_files(sources: Mapping[str, Any], meta: DatasetMeta, data_dir: Path | str, version_dir: Path) -> None:
+def check_files(shards: Mapping[str, list[tuple[str, int]]], meta: DatasetMeta, data_dir: Path | str,
+                version_dir: Path) -> None:
     """CorruptFileError naming the first shard file that is missing, truncated or short of records."""
-    for source in sources.values():
-        for path, expected in _shards(source):
+    for split_shards in shards.values():
+        for path, expected in split_shards:
             problem = _shard_problem(path, expected)
             if problem:
                 raise CorruptFileError(f"{path}: {problem}; {rebuild_hint(meta, data_dir, version_dir)}")
@@ -354,9 +355,10 @@ def load(data_dir: Path | str) -> tuple[DatasetMeta, dict[str, CheckedSource]]:
     name, version_dir = find_dataset(data_dir)
     meta = DatasetMeta.load(version_dir)
     sources = dict(tfds.data_source(name, data_dir=str(Path(data_dir)), download=False))
-    check_files(sources, meta, data_dir, version_dir)
+    shards = {split: _shards(src) for split, src in sources.items()}
+    check_files(shards, meta, data_dir, version_dir)
     hint = rebuild_hint(meta, data_dir, version_dir)
-    return meta, {split: CheckedSource(src, _shards(src), hint) for split, src in sources.items()}
+    return meta, {split: CheckedSource(src, shards[split], hint) for split, src in sources.items()}
 
 
 def load_frame_split(data_dir: Path | str, split: str) -> tuple[DatasetMeta, CheckedSource]:

@@ -75,7 +75,7 @@ class DiffusionWorldModel(VideoModelFacts):
         config = _check_workdir(workdir, step, "checkpoint")
         if config.get("task") != "diffusion":
             raise ValueError(f"{workdir} holds a {config.get('task')!r} run, not the diffusion baseline")
-        model, config = load_model(workdir, step)
+        model, config = load_model(workdir, step, config=config)
         m = config.model
         vqgan, vq_config = load_vqgan(str(vqgan_dir) if vqgan_dir is not None else m.vqgan_dir, m.latent_dim,
                                       m.latent_grid)

@@ -139,6 +139,7 @@ class TECO(nnx.Module):
 
     def __init__(self, cfg, *, rngs: nnx.Rngs, dtype=None):
         self.cfg = cfg
+        self.remat = bool(cfg.get("remat", False))  # recompute E, D and transformer blocks in the backward pass
         vq_hw = tuple(cfg.vq_grid)
         self.grid = (vq_hw[0] // 2, vq_hw[1] // 2)
         d = cfg.embedding_dim
@@ -153,7 +154,7 @@ class TECO(nnx.Module):
         self.temporal = TemporalTransformer(cfg, d, cfg.action_embed_dim, self.grid, rngs=rngs, dtype=dtype)
         m = cfg.maskgit
         self.prior = MaskGIT(cfg.codebook_size, self.grid, d, m.token_dim, m.width, m.mlp_dim, m.num_heads,
-                             m.num_layers, rngs=rngs, dtype=dtype, remat=bool(cfg.get("remat", False)))
+                             m.num_layers, rngs=rngs, dtype=dtype, remat=self.remat)
         self.decoder = CodeDecoder(2 * d, tuple(cfg.decoder.depths), cfg.decoder.blocks, cfg.vq_vocab,
                                    rngs=rngs, dtype=dtype)
 
@@ -171,7 +172,7 @@ class TECO(nnx.Module):
         start = jnp.broadcast_to(self.start_post[...].astype(e_BTHWE.dtype), (b, 1) + e_BTHWE.shape[2:])
         e_prev = jnp.concatenate([start, e_BTHWE[:, :-1]], axis=1)
         flat = lambda x: x.reshape((b * t,) + x.shape[2:])  # noqa: E731
-        z = apply(self.encoder, flat(e_prev), flat(e_BTHWE), remat=bool(self.cfg.get("remat", False)))
+        z = apply(self.encoder, flat(e_prev), flat(e_BTHWE), remat=self.remat)
         z = z.reshape((b, t) + z.shape[1:])
         n_cond = self.cfg.n_cond
         vq = self.codebook(z[:, n_cond:])
@@ -182,5 +183,5 @@ class TECO(nnx.Module):
     def decode_logits(self, z_BThwD: jax.Array, h_BThwD: jax.Array) -> jax.Array:
         b, t = z_BThwD.shape[:2]
         flat = lambda x: x.reshape((b * t,) + x.shape[2:])  # noqa: E731
-        logits = apply(self.decoder, flat(z_BThwD), flat(h_BThwD), remat=bool(self.cfg.get("remat", False)))
+        logits = apply(self.decoder, flat(z_BThwD), flat(h_BThwD), remat=self.remat)
         return logits.reshape((b, t) + logits.shape[1:])

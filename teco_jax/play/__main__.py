@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="0 = any free port")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.episodes < 1 or args.context < 1:
+        parser.error("--episodes and --context must be >= 1")
 
     from teco_jax.play.engine import Engine, Session
     from teco_jax.play.server import PlayApp, serve
@@ -85,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             episodes, names = maze_episodes(wm, args.episodes, args.seed)
         engine = Engine(wm, names, context=args.context, seed=args.seed)
         app = PlayApp(engine, episodes, seed=args.seed)
+        t0 = time.perf_counter()
+        Session(engine, episodes[0], "warmup").step(engine.null_action)  # compile before the first visitor
         server = serve(app, args.host, args.port)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    t0 = time.perf_counter()
-    Session(engine, episodes[0], "warmup").step(engine.null_action)  # compile before the first visitor
     host, port = server.server_address[:2]
     print(f"teco_jax play: http://{host}:{port}/  ({len(episodes)} episodes, {args.context} context frames, "
           f"ready in {time.perf_counter() - t0:.1f} s; Ctrl-C to stop)", flush=True)

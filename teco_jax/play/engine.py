@@ -26,6 +26,7 @@ from flax import nnx
 from PIL import Image, ImageDraw
 
 from teco_jax import rollout as rollout_lib
+from teco_jax.errors import UserError
 from teco_jax.world_model import WorldModel, _decode_chunk
 
 CONTEXT_COLOR, GENERATED_COLOR = (40, 200, 60), (220, 40, 40)  # as in the README's GIF
@@ -57,12 +58,12 @@ class Engine:
     def __init__(self, wm: WorldModel, action_names: Sequence[str] = (), context: int = 16, seed: int = 0,
                  sampler: rollout_lib.Sampler | None = None):
         if not 1 <= context <= wm.window:
-            raise ValueError(f"--context {context}: the model takes 1 to {wm.window} context frames")
+            raise UserError(f"--context {context}: the model takes 1 to {wm.window} context frames")
         self.wm, self.context, self.seed = wm, context, seed
         self.window, self.sampler = wm.window, sampler or wm.sampler
         names = tuple(action_names) or tuple(f"action {i}" for i in range(wm.num_actions))
         if len(names) != wm.num_actions:
-            raise ValueError(f"{len(names)} action names for a model with {wm.num_actions} actions")
+            raise UserError(f"{len(names)} action names for a model with {wm.num_actions} actions")
         self.action_names = names + ("no action",)  # the last: TECO's null action
         self._lock = threading.Lock()
 
@@ -73,7 +74,7 @@ class Engine:
     def start(self, episode: Episode) -> rollout_lib.RolloutState:
         frames = episode.frames[: self.context]
         if len(frames) < self.context:
-            raise ValueError(f"episode {episode.name} has {len(frames)} frames, fewer than --context {self.context}")
+            raise UserError(f"episode {episode.name} has {len(frames)} frames, fewer than --context {self.context}")
         with self._lock:
             codes = self.wm.encode(frames[None])
             return _start(self.wm.teco, self.wm.vq_embeddings, jnp.asarray(codes, jnp.int32),
@@ -83,7 +84,7 @@ class Engine:
         """(new state, the frame's VQ-GAN codes (h, w), its uint8 (H, W, 3) pixels) for frame
         number `index` of a session."""
         if not 0 <= action <= self.null_action:
-            raise ValueError(f"action {action} is not one of 0..{self.null_action} ({', '.join(self.action_names)})")
+            raise UserError(f"action {action} is not one of 0..{self.null_action} ({', '.join(self.action_names)})")
         key = jax.random.fold_in(jax.random.key(self.seed), index)
         with self._lock:
             state, codes, frame = _step(self.wm.teco, self.wm.vqgan, self.wm.vq_embeddings, state,
@@ -135,7 +136,7 @@ class Session:
             even = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames]  # yuv420p wants even sizes
             buf.write(iio.imwrite("<bytes>", np.stack(even), extension=".mp4", fps=fps, codec="libx264"))
         else:
-            raise ValueError(f"unknown recording format {fmt!r} (gif or mp4)")
+            raise UserError(f"unknown recording format {fmt!r} (gif or mp4)")
         return buf.getvalue()
 
 

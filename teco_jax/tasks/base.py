@@ -66,6 +66,26 @@ class Task(abc.ABC):
         return {"total": count_params(model)}
 
 
+def data_meta(config: ml_collections.ConfigDict):
+    """The `tfds_io.DatasetMeta` of config.data.dir, or a one-line UserError when it is empty,
+    missing or not a dataset. Reads teco_meta.json only."""
+    from pathlib import Path
+
+    from teco_jax.data import tfds_io
+    from teco_jax.errors import UserError
+
+    data_dir = config.data.dir
+    if not data_dir:
+        raise UserError("config.data.dir is empty: point it at a dataset written by teco_jax.data.build "
+                        "or teco_jax.encode (--config.data.dir=...)")
+    if not Path(data_dir).is_dir():
+        raise UserError(f"config.data.dir={data_dir}: no such directory")
+    try:
+        return tfds_io.load_meta(data_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"config.data.dir: {e}") from e
+
+
 def check_frame_feature(config: ml_collections.ConfigDict, data_meta: Any, expected: str, trainer: str,
                         fix: str) -> None:
     """For `preflight`: the dataset holds `expected` ("video" frames or VQ-GAN "codes"), else a

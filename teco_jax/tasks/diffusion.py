@@ -148,13 +148,7 @@ class DiffusionTask(base.Task):
         m = config.model
         self.alphas_bar = sch.from_config(m.diffusion)  # (T,) float64
         if len(m.latent_mean) == 0 and m.vqgan_dir and config.data.dir:
-            from teco_jax.data import tfds_io
-
-            try:
-                meta = tfds_io.load_meta(config.data.dir)
-            except (FileNotFoundError, ValueError) as e:
-                raise UserError(f"config.data.dir: {e}") from e
-            self.preflight(meta)  # one-line errors before any frame is encoded
+            self.preflight(base.data_meta(config))  # one-line errors before any frame is encoded
             mean, std = self.compute_latent_stats()
             m.latent_mean = tuple(float(x) for x in mean)
             m.latent_std = tuple(float(x) for x in std)
@@ -220,7 +214,6 @@ class DiffusionTask(base.Task):
         from pathlib import Path
 
         from teco_jax import checkpoint
-        from teco_jax.errors import UserError
 
         m = self.config.model
         if m.vqgan_dir == "random":  # random_vqgan_config: 4x down-sampling, the config's latents
