@@ -63,6 +63,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from teco_jax import rollout as rollout_lib
+
 METRICS = ("psnr", "ssim", "lpips")
 METHODS = ("teco", "teco_short", "copy_last")  # and "diffusion" (after "teco") with --diffusion
 FVD_RELIABLE_VIDEOS = 256  # below this FVD is only indicative (biased, high variance)
@@ -241,8 +243,6 @@ class TecoGenerator:
         self.wm, self.window, self.sampler = wm, window, sampler
 
     def _call(self, codes, actions, key, num_frames: int, lower: bool = False):
-        from teco_jax import rollout as rollout_lib
-
         fn = rollout_lib.rollout.lower if lower else rollout_lib.rollout
         return fn(self.wm.teco, self.wm.vq_embeddings, self.wm.put_batch(codes), self.wm.put_batch(actions), key,
                   num_frames=num_frames, window=self.window, sampler=self.sampler)
@@ -370,10 +370,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num_grids", type=int, default=2, help="videos written as real | generated | error grids")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the grid videos")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-    p.add_argument("--schedule", choices=("draft_revise", "confidence"), default=None,
-                   help="TECO's MaskGIT schedule (default: the config's model.sampling.schedule)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="TECO's MaskGIT sampling temperature (default: the config's, normally 1)")
+    rollout_lib.add_sampler_flags(p)
     p.add_argument("--vqgan", type=Path, default=None, help="VQ-GAN workdir (default: the one TECO records)")
     p.add_argument("--diffusion", type=Path, default=None,
                    help="also evaluate this latent diffusion baseline (its training workdir), on the same videos")
@@ -412,7 +409,7 @@ class Benchmark:
         self.bs = min(args.batch_size, self.n)
         self.notes: list[str] = []
         self.key = jax.random.key(args.seed)
-        self.sampler = sampler = wm.sampler.override(schedule=args.schedule, temperature=args.temperature)
+        self.sampler = sampler = rollout_lib.sampler_from_args(wm.sampler, args)
         self.rollouts = {"teco": TimedRollout(TecoGenerator(wm, wm.window, sampler)),
                          "teco_short": TimedRollout(TecoGenerator(wm, protocol.short_window, sampler)),
                          "uncond": TimedRollout(TecoGenerator(wm, wm.window, sampler))}

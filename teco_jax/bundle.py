@@ -90,6 +90,16 @@ class Bundle(NamedTuple):
     step: int | None  # the TECO training step it was exported from (info.json)
 
 
+def load_vqgan(path: Path | str) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+    """The VQ-GAN of a bundle and its config (TECO's parameters are not read): a bundle can
+    stand in for a VQ-GAN workdir (encoding data, training a new TECO on its codes)."""
+    path = Path(path)
+    vq_config = _read_config(path / "vqgan.json")
+    vqgan = build_vqgan(vq_config)
+    _load_params(vqgan, path / "vqgan.msgpack")
+    return vqgan, vq_config
+
+
 def load(path: Path | str) -> Bundle:
     """Both models of a bundle directory, their configs checked against each other first."""
     from teco_jax.world_model import check_compatible
@@ -126,8 +136,13 @@ def export(teco_dir: Path | str, out: Path | str, step: int | None = None,
     (tmp / "vqgan.json").write_text(wm.vq_config.to_json_best_effort(indent=2, sort_keys=True))
     (tmp / "teco.msgpack").write_bytes(_params_bytes(wm.teco))
     (tmp / "vqgan.msgpack").write_bytes(_params_bytes(wm.vqgan))
+    if is_bundle(vq_dir):  # a TECO trained on the codes of another bundle's VQ-GAN
+        vq_info = json.loads((vq_dir / "info.json").read_text()) if (vq_dir / "info.json").is_file() else {}
+        vq_source, vq_step = vq_info.get("vqgan_workdir", str(vq_dir.resolve())), vq_info.get("vqgan_step")
+    else:
+        vq_source, vq_step = str(vq_dir.resolve()), world_model.checkpoint_steps(vq_dir)[-1]
     info = {"teco_workdir": str(teco_dir.resolve()), "teco_step": wm.step,
-            "vqgan_workdir": str(vq_dir.resolve()), "vqgan_step": world_model.checkpoint_steps(vq_dir)[-1],
+            "vqgan_workdir": vq_source, "vqgan_step": vq_step,
             "teco_params": count_params(wm.teco), "vqgan_params": count_params(wm.vqgan),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     (tmp / "info.json").write_text(json.dumps(info, indent=2) + "\n")

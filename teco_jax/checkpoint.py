@@ -77,11 +77,15 @@ def check_arrays(path: Path, abstract_state: Any, partial: bool = False) -> None
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)  # orbax warns about a metadata file it does not need
     try:
-        stored = _by_path(ocp.StandardCheckpointer().metadata(path).item_metadata)
+        # orbax reads metadata from absolute paths only (a relative one gives item_metadata None)
+        metadata = ocp.StandardCheckpointer().metadata(Path(path).absolute()).item_metadata
     except Exception:  # noqa: BLE001 - unreadable metadata: the restore reports the problem
         return
     finally:
         absl_logging.set_verbosity(verbosity)
+    if metadata is None:  # no metadata to compare with: the restore reports any problem
+        return
+    stored = _by_path(metadata)
     wanted = _by_path(abstract_state)
     order = lambda keys: sorted(keys, key=lambda k: (not k.startswith("params"), k))  # noqa: E731
     problems = [f"{k}: missing from the checkpoint" for k in order(set(wanted) - set(stored))]

@@ -28,9 +28,13 @@ from teco_jax.errors import UserError
 
 
 def load_vqgan(workdir: Path | str):
-    """The VQ-GAN of a training workdir (config.json + latest checkpoint)."""
+    """The VQ-GAN of a training workdir (config.json + latest checkpoint), or of a bundle
+    directory (teco_jax.bundle, e.g. checkpoints/maze_cpu)."""
+    from teco_jax import bundle
     from teco_jax.loading import load_model
 
+    if bundle.is_bundle(workdir):
+        return bundle.load_vqgan(workdir)
     model, config = load_model(workdir)
     if config.task != "vqgan":
         raise ValueError(f"{workdir} holds a {config.task!r} run, not a VQ-GAN")

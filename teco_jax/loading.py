@@ -48,7 +48,7 @@ def load_model(workdir: Path | str, step: int | None = None, mesh: Mesh | None =
     if jax.tree.leaves(rest):
         target["rest"] = rest
     target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), target)
-    path = workdir / "checkpoints" / str(step) / "state"
+    path = workdir.absolute() / "checkpoints" / str(step) / "state"  # orbax restores from absolute paths only
     checkpoint.check_arrays(path, target, partial=True)
     args = ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
                                   partial_restore=True)

@@ -4,6 +4,14 @@
     for t = C .. L-1:   token proj(z_{t-1} (+) a_t) --one cached step--> h_t
                         z_t ~ MaskGIT(h_t);  codes_t = argmax D(z_t, h_t);  append z_t
 
+That is the paper's sampler (Sampler.show = "sample", feedback = "prior"). Two options
+change what is shown and what is fed back: show = "mean" outputs argmax D(0, h_t), the
+frame h_t alone predicts (the prior is not run); feedback = "shown" or "mean" appends the
+posterior E(e_{t-1}, e_t) of the shown frame or of the h_t-alone frame instead of the
+prior's z_t, so the transformer reads what it read in training: encoded frames. With
+show = "sample", feedback = "mean", the frames shown are samples of the full model while
+the history stays on the h_t-alone track.
+
 The window holds the model's trained length (`window` frames). When it is full, the
 oldest `sampler.slide` frames are dropped and the cache is rebuilt from the remaining
 `window - slide` frames, with training's layout: positions restart at 0, and the new
@@ -33,6 +41,9 @@ from teco_jax.models.teco import TECO
 from teco_jax.nn.transformer import block_causal_mask, sinusoidal_positions
 
 
+SHOW, FEEDBACK = ("sample", "mean"), ("prior", "shown", "mean")
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampler:
     """How z_t is drawn from the MaskGIT prior (hashable: a static jit argument)."""
@@ -45,6 +56,14 @@ class Sampler:
     temperature: float = 1.0
     choice_temperature: float = 4.5  # MaskGIT's noise on the confidences (the confidence schedule only)
     slide: int = 1  # frames dropped at once when the window is full (see the module docstring)
+    # Not in the paper, whose presets keep show="sample", feedback="prior" (docs/cpu_world.md,
+    # "Sampling"). show: the frame a step outputs, argmax D(z_t, h_t) with z_t from the prior
+    # ("sample") or argmax D(0, h_t), h_t alone as z_dropout trains the decoder ("mean").
+    # feedback: what the next step reads as z_t, the prior's sample ("prior"), or the posterior
+    # E(e_{t-1}, e_t) of the shown frame ("shown") or of the h_t-alone frame ("mean"); the
+    # frames whose posteriors are read are the ones the state keeps.
+    show: str = "sample"  # or "mean"
+    feedback: str = "prior"  # or "shown", "mean"
 
     @classmethod
     def from_config(cls, cfg) -> "Sampler":
@@ -64,12 +83,31 @@ class Sampler:
         raise ValueError(f"unknown sampling schedule {self.schedule!r} (draft_revise or confidence)")
 
 
+def add_sampler_flags(parser) -> None:
+    """Command-line overrides of the config's model.sampling (sample.py, the benchmark)."""
+    parser.add_argument("--schedule", choices=("draft_revise", "confidence"), default=None,
+                        help="TECO's MaskGIT schedule (default: the config's model.sampling.schedule)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="TECO's MaskGIT sampling temperature (default: the config's)")
+    parser.add_argument("--show", choices=SHOW, default=None,
+                        help="the frame each step outputs: decoded from the prior's sample (the paper) or from "
+                             "h_t alone (default: the config's model.sampling.show)")
+    parser.add_argument("--feedback", choices=FEEDBACK, default=None,
+                        help="z the next step reads: the prior's sample (the paper), or the posterior of the shown "
+                             "frame or of the h_t-alone frame (default: the config's model.sampling.feedback)")
+
+
+def sampler_from_args(default: Sampler, args) -> Sampler:
+    """`default` with the flags of add_sampler_flags that were given."""
+    return default.override(**{k: getattr(args, k) for k in ("schedule", "temperature", "show", "feedback")})
+
+
 @flax.struct.dataclass
 class RolloutState:
     cache: Any  # the temporal transformer's KV cache (window * N positions)
     z: jax.Array  # (B, W, h, w, D): z of the frames in the window
     actions: jax.Array  # (B, W): their actions
-    codes: jax.Array  # (B, W, H, W) int32: their VQ-GAN codes (to re-encode a new first frame)
+    codes: jax.Array  # (B, W, H, W) int32: their VQ-GAN codes (kept frames: re-encoded by feedback and slides)
     length: jax.Array  # int32: frames in the window
 
 
@@ -105,12 +143,32 @@ def _slide(model: TECO, vq_embeddings: jax.Array, state: RolloutState, window: i
     return prefill(model, z, actions, codes, window - k, window)
 
 
-def _decode_frame(model: TECO, h_BhwD: jax.Array, key: jax.Array, sampler: Sampler):
+def _check_modes(sampler: Sampler) -> None:
+    if sampler.show not in SHOW or sampler.feedback not in FEEDBACK:
+        raise ValueError(f"sampler.show={sampler.show!r} must be one of {SHOW} and sampler.feedback="
+                         f"{sampler.feedback!r} one of {FEEDBACK}")
+    if sampler.show == "mean" and sampler.feedback == "prior":
+        raise ValueError("sampler.show='mean' draws no z from the prior, so feedback must be 'shown' or 'mean'")
+
+
+def _decode_frame(model: TECO, vq_embeddings: jax.Array, h_BhwD: jax.Array, prev_track_BHW: jax.Array,
+                  key: jax.Array, sampler: Sampler):
+    """(z_t the next step reads, the shown frame's VQ-GAN codes, the kept frame's codes) from h_t."""
     b, gh, gw, d = h_BhwD.shape
-    z_codes = sampler.sample(model.prior, h_BhwD.reshape(b, gh * gw, d), key).reshape(b, gh, gw)
-    z_t = model.codebook.lookup(z_codes).astype(h_BhwD.dtype)
-    codes = jnp.argmax(model.decoder(z_t, h_BhwD), axis=-1).astype(jnp.int32)
-    return z_t, codes
+    decode = lambda z: jnp.argmax(model.decoder(z, h_BhwD), axis=-1).astype(jnp.int32)  # noqa: E731
+    mean = decode(jnp.zeros_like(h_BhwD)) if "mean" in (sampler.show, sampler.feedback) else None
+    if sampler.show == "sample":
+        z_codes = sampler.sample(model.prior, h_BhwD.reshape(b, gh * gw, d), key).reshape(b, gh, gw)
+        z_t = model.codebook.lookup(z_codes).astype(h_BhwD.dtype)
+        shown = decode(z_t)
+    else:
+        shown = mean
+    if sampler.feedback == "prior":
+        return z_t, shown, shown
+    track = shown if sampler.feedback == "shown" else mean
+    embed = lambda c: jnp.take(vq_embeddings, c, axis=0).astype(h_BhwD.dtype)  # noqa: E731
+    z_t = model.codebook(model.encoder(embed(prev_track_BHW), embed(track)))["z_q"].astype(h_BhwD.dtype)
+    return z_t, shown, track
 
 
 def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
@@ -141,14 +199,16 @@ def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actio
     """
     if not 1 <= sampler.slide < window:
         raise ValueError(f"sampler.slide={sampler.slide}: slide by 1 to {window - 1} frames (window {window})")
+    _check_modes(sampler)
     state = jax.lax.cond(state.length >= window, lambda s: _slide(model, vq_embeddings, s, window, sampler.slide),
                          lambda s: s, state)
     length = state.length
     h_t, cache, actions = temporal_step(model, state, action, cached)
-    z_t, codes = _decode_frame(model, h_t, key, sampler)
+    prev_track = jax.lax.dynamic_index_in_dim(state.codes, length - 1, axis=1, keepdims=False)
+    z_t, shown, track = _decode_frame(model, vq_embeddings, h_t, prev_track, key, sampler)
     z = jax.lax.dynamic_update_slice_in_dim(state.z, z_t[:, None].astype(state.z.dtype), length, axis=1)
-    all_codes = jax.lax.dynamic_update_slice_in_dim(state.codes, codes[:, None], length, axis=1)
-    return RolloutState(cache=cache, z=z, actions=actions, codes=all_codes, length=length + 1), codes
+    all_codes = jax.lax.dynamic_update_slice_in_dim(state.codes, track[:, None], length, axis=1)
+    return RolloutState(cache=cache, z=z, actions=actions, codes=all_codes, length=length + 1), shown
 
 
 def start(model: TECO, vq_embeddings: jax.Array, context_codes: jax.Array, context_actions: jax.Array,

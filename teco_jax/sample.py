@@ -29,6 +29,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from teco_jax import rollout as rollout_lib
+
 GREEN = np.array([0, 200, 0], np.uint8)
 RED = np.array([220, 0, 0], np.uint8)
 
@@ -134,10 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-actions", dest="actions", action="store_false",
                    help="unconditional: ignore the episodes' actions (the null action)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--schedule", choices=("draft_revise", "confidence"), default=None,
-                   help="MaskGIT schedule (default: the TECO config's model.sampling.schedule)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="MaskGIT sampling temperature (default: the config's, normally 1)")
+    rollout_lib.add_sampler_flags(p)
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
     p.add_argument("--vqgan", type=Path, default=None, help="VQ-GAN workdir (default: the one TECO records)")
     p.add_argument("--videos", type=int, default=None, help="write mp4/GIF for only the first VIDEOS videos")
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    sampler = wm.sampler.override(schedule=args.schedule, temperature=args.temperature)
+    sampler = rollout_lib.sampler_from_args(wm.sampler, args)
     args.out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(args.seed)
     num_videos = args.num if args.videos is None else min(args.videos, args.num)

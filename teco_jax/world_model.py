@@ -192,12 +192,16 @@ class WorldModel(VideoModelFacts):
         if config.get("task") != "teco":
             raise ValueError(f"{teco_dir} holds a {config.get('task')!r} run, not a TECO")
         vq_dir = Path(vqgan_dir) if vqgan_dir is not None else find_vqgan_dir(config)
-        vq_config = _check_workdir(vq_dir, None, "VQ-GAN")
-        check_compatible(config, vq_config, teco_dir, vq_dir)
+        if bundle.is_bundle(vq_dir):  # trained on the codes of a bundle's VQ-GAN
+            vqgan, vq_config = bundle.load_vqgan(vq_dir)
+            check_compatible(config, vq_config, teco_dir, vq_dir)
+        else:
+            vq_config = _check_workdir(vq_dir, None, "VQ-GAN")
+            check_compatible(config, vq_config, teco_dir, vq_dir)
+            vqgan = load_model(vq_dir, mesh=mesh, config=vq_config)[0].vqgan
         teco, config = load_model(teco_dir, step, mesh=mesh, config=config)
-        vq_model, vq_config = load_model(vq_dir, mesh=mesh, config=vq_config)
         step = checkpoint_steps(teco_dir)[-1] if step is None else step
-        return cls._assemble(teco, vq_model.vqgan, config, vq_config, step, mesh)
+        return cls._assemble(teco, vqgan, config, vq_config, step, mesh)
 
     @classmethod
     def _assemble(cls, teco, vqgan, config, vq_config, step, mesh: Mesh) -> WorldModel:

@@ -36,6 +36,16 @@ def test_loads_the_parameters_the_trainer_saved(tfds_dir, trained):
                for a, b in zip(jax.tree.leaves(nnx.state(earlier, nnx.Param)), want))
 
 
+def test_a_relative_workdir_path_loads(trained, monkeypatch):
+    """orbax reads checkpoints from absolute paths only: a workdir given relative to the cwd
+    (as on a command line) must load all the same."""
+    run = Path(trained[0])
+    monkeypatch.chdir(run.parent)
+    model, _ = loading.load_model(run.name)
+    for a, b in zip(jax.tree.leaves(nnx.state(model, nnx.Param)), jax.tree.leaves(trained[1].params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_a_missing_step_or_a_mismatched_config_is_named(tfds_dir, trained):
     run, _ = trained
     with pytest.raises(FileNotFoundError, match=r"no checkpoint 3; it has \[2, 4\]"):

@@ -77,6 +77,62 @@ def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_tabl
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+def _reference_feedback_rollout(model, table, context, actions, window, sampler):
+    """feedback = "shown" or "mean": every kept frame's z is the posterior of its codes, so h_t is
+    the teacher-forced model run on the kept codes so far (the last `window` frames, encoded
+    from scratch with `model.encode`, as in training); the kept frame is the shown one or the
+    h_t-alone one, argmax D(0, h_t)."""
+    b, c = context.shape[:2]
+    kept, shown = [context[:, i] for i in range(c)], []
+    for t in range(c, actions.shape[1]):
+        s = max(0, t + 1 - window)
+        z_win, _ = model.encode(table[jnp.stack(kept[s:t] + [kept[-1]], axis=1)])  # the last slot is unseen
+        h_t = model.temporal(z_win, model.embed_actions(actions[:, s:t + 1]))[:, -1]
+        mean = jnp.argmax(model.decoder(jnp.zeros_like(h_t), h_t), axis=-1).astype(jnp.int32)
+        if sampler.show == "mean":
+            frame = mean
+        else:
+            gh, gw, d = h_t.shape[1:]
+            z_codes = sampler.sample(model.prior, h_t.reshape(b, gh * gw, d), jax.random.key(0))
+            z_t = model.codebook.lookup(z_codes.reshape(b, gh, gw)).astype(h_t.dtype)
+            frame = jnp.argmax(model.decoder(z_t, h_t), axis=-1).astype(jnp.int32)
+        shown.append(frame)
+        kept.append(frame if sampler.feedback == "shown" else mean)
+    return jnp.concatenate([context, jnp.stack(shown, axis=1)], axis=1)
+
+
+@pytest.mark.parametrize("show, feedback", [("mean", "mean"), ("sample", "shown"), ("sample", "mean")])
+def test_encoded_feedback_is_the_teacher_forced_model_run_on_its_own_frames(model_and_table, show, feedback):
+    """9 frames through a window of 5: with feedback = "shown" or "mean" the rollout equals the
+    teacher-forced model applied to the frames it keeps; show = "mean" decodes h_t alone. The
+    modes differ from each other and from the paper's feedback of the prior's z."""
+    model, table = model_and_table
+    rng = np.random.default_rng(4)
+    context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 7, (2, 9)), jnp.int32)
+    sampler = rollout.Sampler(schedule="confidence", confidence_steps=3, temperature=0.0, choice_temperature=0.0,
+                              show=show, feedback=feedback)
+    kw = dict(num_frames=9, window=5)
+    got = rollout.rollout(model, table, context, actions, jax.random.key(5), sampler=sampler, **kw)
+    want = _reference_feedback_rollout(model, table, context, actions, 5, sampler)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    others = [("sample", "prior")] + [m for m in [("mean", "mean"), ("sample", "shown"), ("sample", "mean")]
+                                      if m != (show, feedback)]
+    for other in others:
+        differs = rollout.rollout(model, table, context, actions, jax.random.key(5),
+                                  sampler=sampler.override(show=other[0], feedback=other[1]), **kw)
+        assert not np.array_equal(np.asarray(differs), np.asarray(got)), other
+
+
+def test_bad_sampler_modes_are_named(model_and_table):
+    model, table = model_and_table
+    for bad, match in [(dict(show="mean"), "feedback must be 'shown' or 'mean'"),
+                       (dict(feedback="posterior"), "one of")]:
+        with pytest.raises(ValueError, match=match):
+            rollout.rollout(model, table, jnp.zeros((1, 2, 8, 8), jnp.int32), jnp.zeros((1, 4), jnp.int32),
+                            jax.random.key(0), num_frames=4, window=5, sampler=rollout.Sampler(**bad))
+
+
 def test_a_slide_must_leave_frames_in_the_window(model_and_table):
     model, table = model_and_table
     with pytest.raises(ValueError, match="slide by 1 to 4 frames"):

@@ -27,6 +27,7 @@ import bisect
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -133,28 +134,42 @@ def features_for(example: Mapping[str, np.ndarray]) -> tfds.features.FeaturesDic
     return tfds.features.FeaturesDict(spec)
 
 
-class _EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """A builder over in-memory episode iterators (no class per dataset needed)."""
+SHARD_BYTES = 256 << 20  # a new array_record shard starts once the current one holds this much
 
-    VERSION = tfds.core.Version(VERSION)
 
-    def __init__(self, *, name: str, features, splits: Mapping[str, Iterable], **kwargs):
-        self.name = name
-        self._features = features
-        self._splits = splits
-        super().__init__(**kwargs)
+def _write_split(version_dir: Path, name: str, split: str, episodes: Iterable[tuple[str, dict]],
+                 features: tfds.features.FeaturesDict) -> tfds.core.SplitInfo:
+    """Stream a split's episodes into array_record shards of about SHARD_BYTES each, in order.
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, features=self._features, disable_shuffling=True,
-                                     description="teco_jax episodes (see teco_meta.json)")
+    TFDS's own builder passes examples through its shuffler, which spills to disk through
+    TensorFlow once a split exceeds 1 GB; writing the shards here keeps memory bounded by
+    one episode and needs no TensorFlow. Shards get their final `-of-N` names at the end."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+    from tensorflow_datasets.core import example_serializer
 
-    def _split_generators(self, dl_manager):
-        del dl_manager
-        return {name: self._generate_examples(episodes) for name, episodes in self._splits.items()}
-
-    def _generate_examples(self, episodes):
-        for index, (episode_id, episode) in enumerate(episodes):
-            yield index, {**episode, "episode_id": episode_id}
+    serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+    parts: list[Path] = []
+    lengths: list[int] = []
+    total = shard_bytes = 0
+    writer = None
+    for episode_id, episode in episodes:
+        record = serializer.serialize_example(features.encode_example({**episode, "episode_id": episode_id}))
+        if writer is None or shard_bytes >= SHARD_BYTES:
+            if writer is not None:
+                writer.close()
+            parts.append(version_dir / f"{name}-{split}.array_record.part{len(parts):05d}")
+            writer = ArrayRecordWriter(str(parts[-1]), "group_size:1")
+            lengths.append(0)
+            shard_bytes = 0
+        writer.write(record)
+        lengths[-1] += 1
+        shard_bytes += len(record)
+        total += len(record)
+    if writer is not None:
+        writer.close()
+    for index, part in enumerate(parts):
+        part.rename(version_dir / f"{name}-{split}.array_record-{index:05d}-of-{len(parts):05d}")
+    return tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=total)
 
 
 class _Checked:
@@ -208,9 +223,18 @@ def write_dataset(data_dir: Path | str, name: str, splits: Mapping[str, Iterator
         yield from it
 
     checked = {s: _Checked(s, chain(s, it), spec) for s, it in iters.items()}
-    builder = _EpisodeBuilder(name=name, features=features_for(first), splits=checked,
-                              data_dir=str(data_dir), file_format="array_record")
-    builder.download_and_prepare()
+    features = features_for(first)
+    tmp = version_dir.with_name(version_dir.name + ".incomplete")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        infos = [_write_split(tmp, name, split, episodes, features) for split, episodes in checked.items()]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tfds.folder_dataset.write_metadata(data_dir=tmp, features=features, split_infos=infos, version=VERSION,
+                                       check_data=False, disable_shuffling=True,
+                                       description="teco_jax episodes (see teco_meta.json)")
     lengths = [n for c in checked.values() for n in c.lengths]
     inferred = num_actions is None
     if inferred:
@@ -223,7 +247,9 @@ def write_dataset(data_dir: Path | str, name: str, splits: Mapping[str, Iterator
         source=source, vocab_size=vocab_size, vqgan=vqgan,
         action_names=tuple(action_names) if len(action_names) == num_actions else (),
         num_actions_inferred=inferred)
-    (version_dir / META_FILE).write_text(json.dumps(dataclasses.asdict(meta), indent=2))
+    (tmp / META_FILE).write_text(json.dumps(dataclasses.asdict(meta), indent=2))
+    shutil.rmtree(version_dir, ignore_errors=True)  # a dataset left incomplete by an earlier failure
+    tmp.rename(version_dir)  # all or nothing: a failed build leaves no readable half-dataset
     return meta
 
 
@@ -350,11 +376,13 @@ def load_meta(data_dir: Path | str) -> DatasetMeta:
 
 
 def load(data_dir: Path | str) -> tuple[DatasetMeta, dict[str, CheckedSource]]:
-    """The dataset's metadata and its random-access sources per split (`tfds.data_source`),
+    """The dataset's metadata and its random-access sources per split (TFDS data sources),
     after checking that every array_record file opens and holds its records."""
     name, version_dir = find_dataset(data_dir)
     meta = DatasetMeta.load(version_dir)
-    sources = dict(tfds.data_source(name, data_dir=str(Path(data_dir)), download=False))
+    # From the directory itself: tfds.data_source(name) would pick a registered TFDS dataset of
+    # the same name (there is one called "dmlab") over the files here.
+    sources = dict(tfds.builder_from_directory(str(version_dir)).as_data_source())
     shards = {split: _shards(src) for split, src in sources.items()}
     check_files(shards, meta, data_dir, version_dir)
     hint = rebuild_hint(meta, data_dir, version_dir)

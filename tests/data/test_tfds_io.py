@@ -29,12 +29,41 @@ def test_round_trip_matches_npz_source(episode_dir, tfds_dir):
                 np.testing.assert_array_equal(got[k], v)
 
 
+def test_large_splits_stream_into_several_shards_without_tensorflow(tmp_path, monkeypatch):
+    """A split bigger than a shard is written as several shards, in order. TFDS's own builder
+    spilled splits over 1 GB to disk through TensorFlow (absent here): with its in-memory
+    limit at 0 that path would fail, this one does not use it."""
+    from tensorflow_datasets.core import shuffle
+
+    monkeypatch.setattr(shuffle, "MAX_MEM_BUFFER_SIZE", 0)
+    monkeypatch.setattr(tfds_io, "SHARD_BYTES", 3 * 12 * 8 * 8 * 3)  # about 3 episodes of 12 8x8 frames
+    written = write_episodes(tmp_path / "src", {"train": 10, "test": 2})
+    tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "out", name="big")
+    shards = sorted(p.name for p in (tmp_path / "out" / "big" / tfds_io.VERSION).glob("big-train.*"))
+    assert len(shards) >= 3 and all(p.endswith(f"-of-{len(shards):05d}") for p in shards)
+    _, sources = tfds_io.load(tmp_path / "out")
+    for i, ref in enumerate(written["train"]):
+        np.testing.assert_array_equal(sources["train"][i]["video"], ref["video"])
+    assert not list((tmp_path / "out" / "big").glob("*.incomplete"))
+
+
+def test_a_dataset_named_like_a_registered_tfds_dataset_loads(tmp_path):
+    """`data/dmlab` gives the name "dmlab", which TFDS's registry also holds (its DMLab set):
+    loading must read the files in the directory, not look the name up."""
+    written = write_episodes(tmp_path / "dmlab", {"train": 2})
+    tfds_io.build_from_episodes(tmp_path / "dmlab", tmp_path / "out")
+    meta, sources = tfds_io.load(tmp_path / "out")
+    assert meta.name == "dmlab"
+    np.testing.assert_array_equal(sources["train"][1]["video"], written["train"][1]["video"])
+
+
 def test_inconsistent_episode_is_named(tmp_path):
     write_episodes(tmp_path / "src", {"train": 2})
     write_episodes(tmp_path / "other", {"train": 1}, size=16)
     (tmp_path / "other" / "train" / "ep_0000.npz").rename(tmp_path / "src" / "train" / "ep_0009.npz")
     with pytest.raises(formats.EpisodeError, match=r"train/ep_0009.npz: `video` has shape"):
         tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "out", name="x")
+    assert not (tmp_path / "out" / "x").exists() or not list((tmp_path / "out" / "x").iterdir())  # no debris
 
 
 def test_refuses_to_overwrite_and_finds_nothing(tmp_path, tfds_dir):

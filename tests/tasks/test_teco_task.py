@@ -167,6 +167,34 @@ def test_z_dropout_hides_z_from_the_decoder_in_training_only():
     assert float(jnp.abs(evaluation["logits"] - blind).max()) > 1e-3
 
 
+def test_scheduled_sampling_feeds_the_transformer_its_own_predictions_in_training_only():
+    """scheduled_sampling replaces whole input frames t >= n_cond by argmax D(0, h_t) of a
+    teacher-forced pass, at the given rate; evaluation and the targets keep the true codes."""
+    rng = np.random.default_rng(2)
+    codes = jnp.asarray(rng.integers(0, V, (64, T, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 6, (64, T)), jnp.int32)
+    task = teco_task.TECOTask(tiny_config(scheduled_sampling=0.5))
+    model = task.build_model(nnx.Rngs(0))
+    table = jnp.asarray(task.vq_embeddings)
+    a_emb = model.embed_actions(actions)
+    mixed = np.asarray(teco_task.own_prediction_inputs(model, codes, a_emb, table, jax.random.key(1), 0.5, 1))
+    h = model.temporal(model.encode(table[codes])[0], a_emb)
+    pred = np.asarray(jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), -1))
+    true_frame = (mixed == np.asarray(codes)).all(axis=(2, 3))
+    pred_frame = (mixed == pred).all(axis=(2, 3))
+    assert np.all(true_frame | pred_frame)  # whole frames, from one source or the other
+    assert true_frame[:, 0].all()  # frames < n_cond are never replaced
+    replaced = pred_frame[:, 1:] & ~true_frame[:, 1:]
+    assert 0.4 < replaced.mean() < 0.6
+    key, const = jax.random.key(3), task.constants()
+    train = task.forward(model, codes, actions, key, const, 0.0, train=True)
+    plain = teco_task.TECOTask(tiny_config()).forward(model, codes, actions, key, const, 0.0, train=True)
+    evaluation = task.forward(model, codes, actions, key, const, 0.0, train=False)
+    np.testing.assert_array_equal(train["z_codes"], plain["z_codes"])  # the prior's targets: the true frames
+    assert float(jnp.abs(train["h"] - plain["h"]).max()) > 1e-3  # the transformer read other inputs
+    np.testing.assert_allclose(evaluation["h"], plain["h"], atol=1e-5)  # evaluation is teacher-forced
+
+
 def test_loss_is_finite_and_trains(setup):
     task, model, codes, actions = setup
     graph, params = nnx.split(model)
@@ -189,7 +217,10 @@ def test_evaluate_reports_prediction_and_baseline(setup):
     task, model, codes, actions = setup
     batch = {"codes": np.asarray(codes), "actions": np.asarray(actions)}
     out = task.evaluate(model, iter([batch]), task.constants())
-    assert set(out) == {"recon_acc", "next_frame_acc", "copy_prev_acc", "recon_ce"}
+    assert set(out) == {"recon_acc", "next_frame_acc", "h_only_acc", "copy_prev_acc", "recon_ce"}
+    out_h = task.forward(model, codes, actions, jax.random.key(0), task.constants(), 0.0, train=False)["h"]
+    h_only = jnp.argmax(model.decode_logits(jnp.zeros_like(out_h), out_h), -1)
+    assert out["h_only_acc"] == pytest.approx(float(jnp.mean(h_only == codes[:, 1:])), abs=1e-6)
     prev_same = float(np.mean(np.asarray(codes)[:, :-1] == np.asarray(codes)[:, 1:]))
     assert out["copy_prev_acc"] == pytest.approx(prev_same, abs=1e-6)  # every frame >= n_cond, no DropLoss
 
