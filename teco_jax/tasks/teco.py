@@ -53,20 +53,18 @@ def z_dropout(key: jax.Array, z_BnhwD: jax.Array, rate: float) -> jax.Array:
     return jnp.where(keep[:, :, None, None, None], z_BnhwD, jnp.zeros_like(z_BnhwD))
 
 
-def own_prediction_inputs(model: TECO, codes_BTHW: jax.Array, a_BTA: jax.Array, vq_embeddings: jax.Array,
+def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array, a_BTA: jax.Array,
                           key: jax.Array, rate: float, n_cond: int) -> jax.Array:
     """Scheduled sampling for the temporal transformer's inputs (not in the paper).
 
-    A teacher-forced pass without gradients predicts every frame from h_t alone
-    (argmax D(0, h_t), what a rollout with sampler.decoder_z = "zero" shows); each frame
-    t >= n_cond is then replaced by that prediction with probability `rate`. Returns the
-    (B, T, H, W) codes whose posteriors the transformer reads: it learns to predict the
-    next true frame from inputs that carry its own one-step errors, as a rollout's do."""
-    e = jnp.take(vq_embeddings, codes_BTHW, axis=0)
-    z, _ = model.encode(e)
-    h = model.temporal(z, a_BTA)
-    pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z), h), axis=-1).astype(codes_BTHW.dtype)
-    pred = jax.lax.stop_gradient(pred)
+    A teacher-forced pass on the posteriors z predicts every frame from h_t alone
+    (argmax D(0, h_t), what a rollout with sampler.show = "mean" shows; the argmax passes
+    no gradient); each frame t >= n_cond is then replaced by that prediction with
+    probability `rate`. Returns the (B, T, H, W) codes whose posteriors the transformer
+    reads: it learns to predict the next true frame from inputs that carry its own
+    one-step errors, as a rollout's do."""
+    h = model.temporal(z_BThwD, a_BTA)
+    pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z_BThwD), h), axis=-1).astype(codes_BTHW.dtype)
     b, t = codes_BTHW.shape[:2]
     replace = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t) >= n_cond)[None]
     return jnp.where(replace[:, :, None, None], pred, codes_BTHW)
@@ -175,8 +173,8 @@ class TECOTask(base.Task):
         a_emb = model.embed_actions(actions_BT)
         z_in = z  # what the temporal transformer reads
         if train and m.get("scheduled_sampling", 0.0) > 0:
-            codes_in = own_prediction_inputs(model, codes_BTHW, a_emb, constants["vq_embeddings"],
-                                             jax.random.fold_in(key, 2), m.scheduled_sampling, m.n_cond)
+            codes_in = own_prediction_inputs(model, z, codes_BTHW, a_emb, jax.random.fold_in(key, 2),
+                                             m.scheduled_sampling, m.n_cond)
             z_in, _ = model.encode(jnp.take(constants["vq_embeddings"], codes_in, axis=0))
         h = model.temporal(z_in, a_emb)
         b, t = codes_BTHW.shape[:2]
@@ -214,7 +212,7 @@ class TECOTask(base.Task):
         """Teacher-forced metrics on test clips (all frames >= n_cond, no DropLoss):
         recon_acc: D(z_t from the posterior, h_t) vs the true codes;
         next_frame_acc: D(z_t predicted by the prior, decoded greedily, h_t) vs the true codes;
-        h_only_acc: D(0, h_t) vs the true codes (what sampler.decoder_z = "zero" shows);
+        h_only_acc: D(0, h_t) vs the true codes (what sampler.show = "mean" shows);
         copy_prev_acc: the previous frame's codes as the prediction (baseline)."""
         rows = []
         for batch in batches:

@@ -177,8 +177,9 @@ def test_scheduled_sampling_feeds_the_transformer_its_own_predictions_in_trainin
     model = task.build_model(nnx.Rngs(0))
     table = jnp.asarray(task.vq_embeddings)
     a_emb = model.embed_actions(actions)
-    mixed = np.asarray(teco_task.own_prediction_inputs(model, codes, a_emb, table, jax.random.key(1), 0.5, 1))
-    h = model.temporal(model.encode(table[codes])[0], a_emb)
+    z = model.encode(table[codes])[0]
+    mixed = np.asarray(teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(1), 0.5, 1))
+    h = model.temporal(z, a_emb)
     pred = np.asarray(jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), -1))
     true_frame = (mixed == np.asarray(codes)).all(axis=(2, 3))
     pred_frame = (mixed == pred).all(axis=(2, 3))
