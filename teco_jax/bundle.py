@@ -44,12 +44,17 @@ def _params_bytes(module: nnx.Module) -> bytes:
     return serialization.msgpack_serialize(jax.tree.map(lambda x: np.asarray(x, np.float32), pure))
 
 
-def _load_params(module: nnx.Module, path: Path) -> None:
-    """Fill `module`'s parameters from `path`; ValueError naming the file if they do not fit."""
+def read_params(path: Path) -> dict:
+    """The parameters stored in `path` (a pure dict of arrays); ValueError naming the file if unreadable."""
     try:
-        pure = serialization.msgpack_restore(path.read_bytes())
+        return serialization.msgpack_restore(path.read_bytes())
     except Exception as e:  # msgpack raises several unrelated types on a corrupt file
         raise ValueError(f"{path}: not a readable parameter file ({type(e).__name__}: {e})") from e
+
+
+def _load_params(module: nnx.Module, path: Path) -> None:
+    """Fill `module`'s parameters from `path`; ValueError naming the file if they do not fit."""
+    pure = read_params(path)
     state = nnx.state(module, nnx.Param)
     current = state.to_pure_dict()
     if jax.tree.map(np.shape, current) != jax.tree.map(np.shape, pure):

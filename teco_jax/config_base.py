@@ -39,6 +39,7 @@ def base() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1_000_000
+    c.train.init_from = ""  # a new run starts from these parameters: a workdir or a bundle (fresh optimizer)
     c.train.max_minutes = 0.0  # > 0: checkpoint, evaluate and stop after this much training time
     c.train.log_every = 50
     c.train.ckpt_every = 1_000

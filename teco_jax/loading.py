@@ -20,7 +20,11 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from teco_jax import checkpoint, parallel
+from teco_jax.errors import UserError
 from teco_jax.tasks import base as tasks
+
+#: The bundle file that holds each task's parameters (teco_jax/bundle.py).
+BUNDLE_FILES = {"teco": "teco.msgpack"}
 
 
 def abstract_model(config: ml_collections.ConfigDict) -> nnx.Module:
@@ -55,3 +59,43 @@ def load_model(workdir: Path | str, step: int | None = None, mesh: Mesh | None =
     with ocp.PyTreeCheckpointer() as ckptr:
         restored = ckptr.restore(path, args=args)
     return nnx.merge(graphdef, restored["params"], restored.get("rest", rest)), config
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): tuple(x.shape) for path, x in flat}
+
+
+def initial_params(source: Path | str, config: ml_collections.ConfigDict) -> dict:
+    """Parameters (a pure dict) to start training `config`'s model from (`train.init_from`):
+    a training workdir of the same task (its latest checkpoint) or a bundle (TECO only).
+    A UserError naming `source` (and the first arrays that differ) if they cannot."""
+    from teco_jax import bundle
+
+    source = Path(source)
+    if bundle.is_bundle(source):
+        name = BUNDLE_FILES.get(config.task)
+        if name is None:
+            raise UserError(f"train.init_from={source}: a bundle holds no {config.task!r} training "
+                             f"parameters (it can start: {sorted(BUNDLE_FILES)}); give a training workdir")
+        try:
+            pure = bundle.read_params(source / name)
+        except ValueError as e:
+            raise UserError(f"train.init_from: {e}") from e
+    elif checkpoint.checkpoint_steps(source):
+        stored = checkpoint.load_config(source)
+        if stored.task != config.task:
+            raise UserError(f"train.init_from={source}: a {stored.task!r} workdir cannot start a "
+                             f"{config.task!r} model")
+        model, _ = load_model(source, config=stored)
+        pure = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    else:
+        raise UserError(f"train.init_from={source}: neither a bundle nor a training workdir with a checkpoint")
+    want = _shapes(nnx.to_pure_dict(nnx.state(abstract_model(config), nnx.Param)))
+    have = _shapes(pure)
+    diff = [f"{k}: {have.get(k, 'missing')} here, {want.get(k, 'not in the model')} in the model"
+            for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+    if diff:
+        raise UserError(f"train.init_from={source}: its parameters do not fit the configured model "
+                         f"({len(diff)} arrays differ; " + "; ".join(diff[:3]) + ")")
+    return pure

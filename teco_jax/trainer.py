@@ -26,7 +26,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from teco_jax import checkpoint, optim, parallel
+from teco_jax import checkpoint, loading, optim, parallel
 from teco_jax import logging as tlog
 from teco_jax import workdir as wd
 from teco_jax.data import pipeline
@@ -116,6 +116,19 @@ class Trainer:
     def create_state(self) -> TrainState:
         with jax.set_mesh(self.mesh):
             return self.init(jax.random.key(self.config.seed))
+
+    def _start_from(self, state: TrainState, source: str) -> TrainState:
+        """`state` with the parameters of `source` (train.init_from); the optimizer starts fresh."""
+        pure = loading.initial_params(source, self.config)
+        params = jax.tree.map(lambda a: a, self.abstract_state.params)  # a copy to fill
+        nnx.replace_by_pure_dict(params, pure)
+        # Every process holds the whole array and hands each local device its shard.
+        params = jax.tree.map(
+            lambda x, a: jax.make_array_from_callback(a.shape, a.sharding, lambda i: np.asarray(x, a.dtype)[i]),
+            params, self.abstract_state.params)
+        if jax.process_index() == 0:
+            print(f"parameters from {source} (train.init_from); a fresh optimizer state")
+        return state.replace(params=params)
 
     def memory_report(self) -> dict[str, int]:
         """Per-device bytes of parameters and optimizer state under the configured mesh."""
@@ -242,6 +255,8 @@ class Trainer:
                     print(f"resumed from {ckpt.directory}/{ckpt.latest_step()} (step {int(state.step)})")
             else:
                 state = self.create_state()
+                if cfg.train.get("init_from"):
+                    state = self._start_from(state, cfg.train.init_from)
         except BaseException:
             ckpt.close()
             raise

@@ -38,7 +38,7 @@ RESUMABLE = ("train.", "data.dir", "data.read_threads", "data.prefetch", "mesh.s
              "optim.lr", "optim.end_lr", "optim.warmup_steps", "optim.decay_steps", "optim.b1", "optim.b2",
              "optim.eps", "optim.weight_decay", "model.sampling.")  # sampling: evaluation images only
 #: Config keys holding paths; stored absolute.
-PATH_KEYS = ("data.dir", "model.vqgan_dir")
+PATH_KEYS = ("data.dir", "model.vqgan_dir", "train.init_from")
 CONFIG_FILE, HISTORY_FILE, LOCK_FILE = "config.json", "config_history.jsonl", "lock"
 MISSING = "<missing>"  # a key one of two configs does not have
 

@@ -62,3 +62,21 @@ def test_broken_bundles_are_clear_errors(runs, exported, tmp_path):  # noqa: F81
         WorldModel.load(other)
     with pytest.raises(ValueError, match="is a bundle"):
         WorldModel.load(out, step=3)
+
+
+def test_a_bundle_or_its_workdir_can_start_a_new_run(runs, exported):  # noqa: F811
+    import jax
+
+    from teco_jax import checkpoint, loading
+
+    out, _ = exported
+    config = checkpoint.load_config(runs[0] / "teco")
+    from_bundle = loading.initial_params(out, config)
+    from_workdir = loading.initial_params(runs[0] / "teco", config)
+    pairs = zip(jax.tree.leaves(from_bundle), jax.tree.leaves(from_workdir))
+    assert all(np.array_equal(a, b) for a, b in pairs) and len(jax.tree.leaves(from_bundle)) > 10
+    vq_config = checkpoint.load_config(runs[0] / "vqgan")
+    with pytest.raises(ValueError, match="a bundle holds no 'vqgan' training parameters"):
+        loading.initial_params(out, vq_config)
+    with pytest.raises(ValueError, match="a 'teco' workdir cannot start a 'vqgan' model"):
+        loading.initial_params(runs[0] / "teco", vq_config)

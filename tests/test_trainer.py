@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from teco_jax import checkpoint, trainer
+from teco_jax.errors import UserError
 from tests.toy_task import toy_config
 
 
@@ -55,3 +56,32 @@ def test_restore_model_from_workdir_alone(tfds_dir, tmp_path):
     x = np.zeros((1, 8, 8, 3), np.float32)
     t = trainer.Trainer(toy_config(tfds_dir), tmp_path / "unused")
     np.testing.assert_allclose(np.asarray(model(x)), np.asarray(t.model(state)(x)), rtol=1e-6)
+
+
+def test_init_from_starts_a_new_run_from_another_runs_parameters(tfds_dir, tmp_path):
+    first = trainer.Trainer(toy_config(tfds_dir, num_steps=3, ckpt_every=3), tmp_path / "a").train()
+    cfg = toy_config(tfds_dir, num_steps=1, ckpt_every=1)
+    cfg.unlock()
+    cfg.train.init_from = str(tmp_path / "a")
+    start = trainer.Trainer(cfg, tmp_path / "b").train(num_steps=0)  # the starting state, untrained
+    assert int(start.step) == 0
+    for a, b in zip(_params(first), _params(start)):
+        np.testing.assert_array_equal(a, b)
+    assert all(not np.any(np.asarray(m)) for m in jax.tree.leaves(start.opt_state) if np.ndim(m))  # fresh Adam
+    fresh = trainer.Trainer(toy_config(tfds_dir), tmp_path / "c").create_state()
+    assert any(not np.array_equal(a, b) for a, b in zip(_params(first), _params(fresh)))
+    assert int(trainer.Trainer(cfg, tmp_path / "d").train().step) == 1  # and it trains on from there
+
+
+def test_init_from_refuses_parameters_of_another_shape(tfds_dir, tmp_path):
+    trainer.Trainer(toy_config(tfds_dir, num_steps=1, ckpt_every=1), tmp_path / "a").train()
+    wider = toy_config(tfds_dir, num_steps=1)
+    wider.unlock()
+    wider.model.width = 16
+    wider.train.init_from = str(tmp_path / "a")
+    with pytest.raises(UserError, match=r"init_from=.*a: its parameters do not fit .*5 arrays differ; \[\'dec\'\]"):
+        trainer.Trainer(wider, tmp_path / "b").train()
+    assert not (tmp_path / "b").exists()  # a failed start leaves no debris
+    wider.train.init_from = str(tmp_path / "nothing")
+    with pytest.raises(UserError, match="neither a bundle nor a training workdir"):
+        trainer.Trainer(wider, tmp_path / "b").train()
