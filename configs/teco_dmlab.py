@@ -42,6 +42,7 @@ def teco_config():
     m.drop_loss_rate = 0.9
     m.label_smoothing = 0.01
     m.remat = False  # recompute activations (E, D, transformer blocks) in the backward pass: less memory, more time
+    m.loss_chunk = 0  # > 0: decoder and prior losses over groups of this many frames, recomputed in the backward pass
     m.z_dropout = 0.0  # not in the paper: P(decoder reads z_t = 0) per training frame (tasks/teco.py)
     m.scheduled_sampling = 0.0  # not in the paper: P(an input frame is the model's own prediction) (tasks/teco.py)
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,

@@ -69,6 +69,13 @@ def adaptive_gan_weight(rec_loss_fn: Callable[[jax.Array], jax.Array], gan_loss_
 
 # ----------------------------------------------------------------- classification
 
+def cross_entropy_per_position(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
+    """-sum_k t_k log softmax(logits)_k at every position (shape B), t = (1 - s) onehot(label) + s / K."""
+    logp = jax.nn.log_softmax(_f32(logits), axis=-1)
+    nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return (1.0 - smoothing) * nll - smoothing * jnp.mean(logp, axis=-1)  # s/K * sum_k(-logp_k)
+
+
 def cross_entropy_with_label_smoothing(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0,
                                        mask: jax.Array | None = None) -> jax.Array:
     """Mean over positions of -sum_k t_k log softmax(logits)_k, t = (1 - s) onehot(label) + s / K.
@@ -76,10 +83,7 @@ def cross_entropy_with_label_smoothing(logits: jax.Array, labels: jax.Array, smo
     logits_BK (B any leading dims), labels_B int. With `mask` (shape B, bool or float), the mean
     is taken over the masked positions only.
     """
-    logits = _f32(logits)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    loss = (1.0 - smoothing) * nll - smoothing * jnp.mean(logp, axis=-1)  # s/K * sum_k(-logp_k)
+    loss = cross_entropy_per_position(logits, labels, smoothing)
     if mask is None:
         return jnp.mean(loss)
     mask = _f32(mask)

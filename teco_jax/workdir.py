@@ -36,7 +36,8 @@ from teco_jax.errors import UserError
 #: Keys (exact, or a prefix ending in ".") that may differ from the stored config on resume.
 RESUMABLE = ("train.", "data.dir", "data.read_threads", "data.prefetch", "mesh.shape", "sharding_rules",
              "optim.lr", "optim.end_lr", "optim.warmup_steps", "optim.decay_steps", "optim.b1", "optim.b2",
-             "optim.eps", "optim.weight_decay", "model.sampling.")  # sampling: evaluation images only
+             "optim.eps", "optim.weight_decay", "model.sampling.",  # sampling: evaluation images only
+             "model.remat", "model.loss_chunk")  # memory against time: the same numbers
 #: Config keys holding paths; stored absolute.
 PATH_KEYS = ("data.dir", "model.vqgan_dir", "train.init_from")
 CONFIG_FILE, HISTORY_FILE, LOCK_FILE = "config.json", "config_history.jsonl", "lock"

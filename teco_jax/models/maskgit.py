@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
-from teco_jax.losses import cross_entropy_with_label_smoothing
+from teco_jax.losses import cross_entropy_per_position
 from teco_jax.nn.layers import dense, layer_norm
 from teco_jax.nn.transformer import Transformer
 
@@ -182,12 +182,20 @@ class MaskGIT(nnx.Module):
         {"loss", "accuracy" (on masked tokens), "mask_fraction"}. Any leading dims."""
         tok, cnd, _ = self._flat(tokens, cond)
         masked, mask = mask_tokens(key, tok, mask_id=self.mask_id)
-        logits = self._logits(masked, cnd)
-        loss = cross_entropy_with_label_smoothing(logits, tok, label_smoothing, mask)
-        maskf = mask.astype(jnp.float32)
-        correct = (jnp.argmax(logits, axis=-1) == tok).astype(jnp.float32)
-        accuracy = jnp.sum(correct * maskf) / jnp.maximum(jnp.sum(maskf), 1.0)
-        return loss, {"loss": loss, "accuracy": accuracy, "mask_fraction": jnp.mean(maskf)}
+        ce_sum, correct_sum = self.masked_loss_sums(tok, masked, mask, cnd, label_smoothing)
+        count = jnp.maximum(jnp.sum(mask.astype(jnp.float32)), 1.0)
+        loss = ce_sum / count
+        return loss, {"loss": loss, "accuracy": correct_sum / count, "mask_fraction": jnp.mean(mask)}
+
+    def masked_loss_sums(self, tokens_BN: jax.Array, masked_BN: jax.Array, mask_BN: jax.Array,
+                         cond_BNC: jax.Array, label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
+        """Sums over the masked positions of the cross-entropy and of the correct argmaxes,
+        given the masked input (`mask_tokens`): a batch split into parts sums to the whole."""
+        logits = self._logits(masked_BN, cond_BNC)
+        maskf = mask_BN.astype(jnp.float32)
+        ce = cross_entropy_per_position(logits, tokens_BN, label_smoothing)
+        correct = (jnp.argmax(logits, axis=-1) == tokens_BN).astype(jnp.float32)
+        return jnp.sum(ce * maskf), jnp.sum(correct * maskf)
 
     # ------------------------------------------------------------- sampling
 

@@ -22,6 +22,7 @@ from flax import nnx
 
 from teco_jax import config_base, losses
 from teco_jax.errors import UserError
+from teco_jax.models.maskgit import mask_tokens
 from teco_jax.models.teco import TECO
 from teco_jax.nn.util import count_params
 from teco_jax.tasks import base
@@ -68,6 +69,40 @@ def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array
     b, t = codes_BTHW.shape[:2]
     replace = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t) >= n_cond)[None]
     return jnp.where(replace[:, :, None, None], pred, codes_BTHW)
+
+
+def frame_loss_sums(model: TECO, frames: dict[str, jax.Array], label_smoothing: float, chunk: int = 0
+                    ) -> dict[str, jax.Array]:
+    """The decoder's and the prior's losses summed over F frames (the loss divides).
+
+    frames: z, h (F, h, w, D) the decoder's inputs; codes (F, H, W) its targets; tokens,
+    masked, mask (F, N) the prior's targets, masked input and mask; cond (F, N, C) its
+    condition. Returns sums of recon_ce and recon_correct over all F*H*W positions (the
+    decoder's label-smoothed cross-entropy) and of prior_ce and prior_correct over the
+    masked tokens (no smoothing, as in the paper's code).
+
+    chunk > 0 (config model.loss_chunk) runs groups of `chunk` frames one after another
+    (lax.map), each recomputed in the backward pass (jax.checkpoint): the decoder's and the
+    prior's activations, the largest tensors of a step without DropLoss, then exist for one
+    group at a time. The sums are the same up to float rounding."""
+    def sums(f):
+        logits = model.decode_logits(f["z"][None], f["h"][None])[0]
+        valid = f["valid"].astype(jnp.float32)[:, None, None]
+        ce = losses.cross_entropy_per_position(logits, f["codes"], label_smoothing)
+        correct = (jnp.argmax(logits, axis=-1) == f["codes"]).astype(jnp.float32)
+        prior_ce, prior_correct = model.prior.masked_loss_sums(f["tokens"], f["masked"],
+                                                               f["mask"] & f["valid"][:, None], f["cond"])
+        return {"recon_ce": jnp.sum(ce * valid), "recon_correct": jnp.sum(correct * valid),
+                "prior_ce": prior_ce, "prior_correct": prior_correct}
+
+    count = frames["codes"].shape[0]
+    frames = {**frames, "valid": jnp.ones((count,), bool)}
+    if chunk <= 0 or chunk >= count:
+        return sums(frames)
+    pad = -count % chunk  # padded frames are not valid: they add nothing
+    groups = {k: jnp.pad(v, [(0, pad)] + [(0, 0)] * (v.ndim - 1)).reshape((-1, chunk) + v.shape[1:])
+              for k, v in frames.items()}
+    return jax.tree.map(jnp.sum, jax.lax.map(jax.checkpoint(sums), groups))
 
 
 def take_frames(x_BT: jax.Array, idx_Bn: jax.Array) -> jax.Array:
@@ -159,9 +194,10 @@ class TECOTask(base.Task):
 
     # ----------------------------------------------------------------- loss
     def forward(self, model: TECO, codes_BTHW, actions_BT, key, constants, drop_rate: float,
-                train: bool = True):
+                train: bool = True, decode: bool = True):
         """Everything the loss and the metrics need, for the frames DropLoss keeps.
-        Action dropout applies in training only: evaluation conditions on the true actions."""
+        Action dropout applies in training only: evaluation conditions on the true actions.
+        decode=False leaves out the decoder's logits (the loss decodes frames in chunks)."""
         m = self.config.model
         k_act, k_drop, k_prior = jax.random.split(key, 3)
         if not m.use_actions:
@@ -183,8 +219,10 @@ class TECOTask(base.Task):
         zcodes_n = take_frames(vq["codes"], idx - m.n_cond)
         if train and m.get("z_dropout", 0.0) > 0:  # the decoder must then read the frame off h_t alone
             z_n = z_dropout(jax.random.fold_in(key, 1), z_n, m.z_dropout)
-        logits = model.decode_logits(z_n, h_n)
-        return dict(idx=idx, h=h_n, z_codes=zcodes_n, codes=codes_n, logits=logits, vq=vq, key=k_prior)
+        out = dict(idx=idx, h=h_n, z=z_n, z_codes=zcodes_n, codes=codes_n, vq=vq, key=k_prior)
+        if decode:
+            out["logits"] = model.decode_logits(z_n, h_n)
+        return out
 
     def prior_condition(self, out: dict) -> jax.Array:
         """What the MaskGIT prior is conditioned on: h_t (diagnostics may substitute an oracle)."""
@@ -192,19 +230,25 @@ class TECOTask(base.Task):
 
     def loss(self, model, batch, key, step, constants):
         m = self.config.model
-        out = self.forward(model, batch["codes"], batch["actions"], key, constants, m.drop_loss_rate)
+        out = self.forward(model, batch["codes"], batch["actions"], key, constants, m.drop_loss_rate, decode=False)
+        cond = self.prior_condition(out)
+        b, n = out["codes"].shape[:2]
+        n_tok = cond.shape[-3] * cond.shape[-2]
+        tokens = out["z_codes"].reshape(b * n, n_tok)
+        masked, mask = mask_tokens(out["key"], tokens, mask_id=model.prior.mask_id)
+        flat = lambda x: x.reshape((b * n,) + x.shape[2:])  # noqa: E731
+        frames = dict(z=flat(out["z"]), h=flat(out["h"]), codes=flat(out["codes"]), tokens=tokens, masked=masked,
+                      mask=mask, cond=cond.reshape(b * n, n_tok, cond.shape[-1]))
+        sums = frame_loss_sums(model, frames, m.label_smoothing, int(m.get("loss_chunk", 0)))
         hw = out["codes"].shape[-2] * out["codes"].shape[-1]
-        recon_ce = losses.cross_entropy_with_label_smoothing(out["logits"], out["codes"], m.label_smoothing)
-        h = self.prior_condition(out)
-        n_tok = h.shape[-3] * h.shape[-2]
-        prior_ce, prior_metrics = model.prior.loss(out["z_codes"].reshape(-1, n_tok),
-                                                   h.reshape(-1, n_tok, h.shape[-1]), out["key"])
+        positions = b * n * hw
+        masked_count = jnp.maximum(jnp.sum(mask.astype(jnp.float32)), 1.0)
+        recon_ce, prior_ce = sums["recon_ce"] / positions, sums["prior_ce"] / masked_count
         vq = out["vq"]
         total = vq["loss"] + recon_ce * hw + prior_ce * n_tok
-        recon_acc = jnp.mean(jnp.argmax(out["logits"], -1) == out["codes"])
         metrics = {"recon_ce": recon_ce, "prior_ce": prior_ce, "vq": vq["loss"], "perplexity": vq["perplexity"],
-                   "usage": vq["usage"], "recon_acc": recon_acc,
-                   "prior_acc": prior_metrics.get("accuracy", jnp.zeros(()))}
+                   "usage": vq["usage"], "recon_acc": sums["recon_correct"] / positions,
+                   "prior_acc": sums["prior_correct"] / masked_count}
         return total, metrics
 
     # ----------------------------------------------------------- evaluation

@@ -242,3 +242,25 @@ def test_remat_changes_memory_not_numbers():
     assert results[0][0] == results[1][0]
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def test_loss_chunks_change_memory_not_numbers():
+    """model.loss_chunk decodes and scores the kept frames in groups (lax.map + checkpoint);
+    10 frames in groups of 4 (the last padded): same loss, metrics and gradients."""
+    rng = np.random.default_rng(1)
+    batch = {"codes": jnp.asarray(rng.integers(0, V, (2, T, 8, 8)), jnp.int32),
+             "actions": jnp.asarray(rng.integers(0, 6, (2, T)), jnp.int32)}
+    results = []
+    for chunk in (0, 4):
+        task = teco_task.TECOTask(tiny_config(loss_chunk=chunk, drop_loss_rate=0.0))
+        model = task.build_model(nnx.Rngs(0))
+        constants = task.constants()
+        (loss, metrics), grads = nnx.jit(nnx.value_and_grad(
+            lambda m: task.loss(m, batch, jax.random.key(0), 0, constants), has_aux=True))(model)
+        results.append((float(loss), metrics, jax.tree.leaves(grads)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    for k in results[0][1]:
+        assert float(results[0][1][k]) == pytest.approx(float(results[1][1][k]), rel=1e-5, abs=1e-7), k
+    for a, b in zip(results[0][2], results[1][2]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)  # gradients are O(1)
+    assert max(float(jnp.abs(g).max()) for g in results[1][2]) > 0.1
