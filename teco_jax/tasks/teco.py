@@ -55,19 +55,23 @@ def z_dropout(key: jax.Array, z_BnhwD: jax.Array, rate: float) -> jax.Array:
 
 
 def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array, a_BTA: jax.Array,
-                          key: jax.Array, rate: float, n_cond: int) -> jax.Array:
+                          key: jax.Array, rate: float, n_cond: int, suffix: bool = False) -> jax.Array:
     """Scheduled sampling for the temporal transformer's inputs (not in the paper).
 
     A teacher-forced pass on the posteriors z predicts every frame from h_t alone
     (argmax D(0, h_t), what a rollout with sampler.show = "mean" shows; the argmax passes
     no gradient); each frame t >= n_cond is then replaced by that prediction with
-    probability `rate`. Returns the (B, T, H, W) codes whose posteriors the transformer
+    probability `rate`. With `suffix`, only the frames from a start drawn uniformly from
+    [n_cond, T) per example are candidates, as in a rollout, whose true context is followed
+    by its own frames. Returns the (B, T, H, W) codes whose posteriors the transformer
     reads: it learns to predict the next true frame from inputs that carry its own
     one-step errors, as a rollout's do."""
     h = model.temporal(z_BThwD, a_BTA)
     pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z_BThwD), h), axis=-1).astype(codes_BTHW.dtype)
     b, t = codes_BTHW.shape[:2]
-    replace = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t) >= n_cond)[None]
+    k_rate, k_start = jax.random.split(key) if suffix else (key, None)  # without suffix: the draws as before
+    start_B = jax.random.randint(k_start, (b,), n_cond, t) if suffix else jnp.full((b,), n_cond)
+    replace = jax.random.bernoulli(k_rate, rate, (b, t)) & (jnp.arange(t)[None] >= start_B[:, None])
     return jnp.where(replace[:, :, None, None], pred, codes_BTHW)
 
 
@@ -210,7 +214,7 @@ class TECOTask(base.Task):
         z_in = z  # what the temporal transformer reads
         if train and m.get("scheduled_sampling", 0.0) > 0:
             codes_in = own_prediction_inputs(model, z, codes_BTHW, a_emb, jax.random.fold_in(key, 2),
-                                             m.scheduled_sampling, m.n_cond)
+                                             m.scheduled_sampling, m.n_cond, bool(m.get("scheduled_suffix", False)))
             z_in, _ = model.encode(jnp.take(constants["vq_embeddings"], codes_in, axis=0))
         h = model.temporal(z_in, a_emb)
         b, t = codes_BTHW.shape[:2]

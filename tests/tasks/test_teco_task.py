@@ -194,6 +194,12 @@ def test_scheduled_sampling_feeds_the_transformer_its_own_predictions_in_trainin
     np.testing.assert_array_equal(train["z_codes"], plain["z_codes"])  # the prior's targets: the true frames
     assert float(jnp.abs(train["h"] - plain["h"]).max()) > 1e-3  # the transformer read other inputs
     np.testing.assert_allclose(evaluation["h"], plain["h"], atol=1e-5)  # evaluation is teacher-forced
+    # suffix: the replaced frames of an example all come after its true ones (a rollout's order)
+    mixed = np.asarray(teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(1), 1.0, 1, True))
+    replaced = ~(mixed == np.asarray(codes)).all(axis=(2, 3))
+    assert not replaced[:, 0].any() and replaced[:, -1].all()
+    assert np.all(np.diff(replaced.astype(int), axis=1) >= 0)  # once replaced, replaced to the end
+    assert len(set(replaced.sum(axis=1))) > 2  # the start is drawn per example
 
 
 def test_loss_is_finite_and_trains(setup):
