@@ -90,7 +90,7 @@ def main() -> int:
     p.add_argument("--preset", default="", help='"" (paper size), tiny or cpu')
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq_len", type=int, default=300)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per rate (0: compile only)")
     p.add_argument("--rates", default="0.9,0.0", help="DropLoss rates, one process each")
     p.add_argument("--remat", action="store_true", help="model.remat=True (recompute transformer blocks)")
     p.add_argument("--loss_chunk", type=int, default=0,

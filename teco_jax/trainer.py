@@ -119,13 +119,14 @@ class Trainer:
 
     def _start_from(self, state: TrainState, source: str) -> TrainState:
         """`state` with the parameters of `source` (train.init_from); the optimizer starts fresh."""
-        pure = loading.initial_params(source, self.config)
         params = jax.tree.map(lambda a: a, self.abstract_state.params)  # a copy to fill
-        nnx.replace_by_pure_dict(params, pure)
-        # Every process holds the whole array and hands each local device its shard.
-        params = jax.tree.map(
-            lambda x, a: jax.make_array_from_callback(a.shape, a.sharding, lambda i: np.asarray(x, a.dtype)[i]),
-            params, self.abstract_state.params)
+        nnx.replace_by_pure_dict(params, loading.initial_params(source, self.config))
+
+        def place(x, a):  # every process holds the whole array and hands each local device its shard
+            host = np.asarray(x, a.dtype)
+            return jax.make_array_from_callback(a.shape, a.sharding, lambda index: host[index])
+
+        params = jax.tree.map(place, params, self.abstract_state.params)
         if jax.process_index() == 0:
             print(f"parameters from {source} (train.init_from); a fresh optimizer state")
         return state.replace(params=params)

@@ -69,9 +69,12 @@ def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array
     h = model.temporal(z_BThwD, a_BTA)
     pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z_BThwD), h), axis=-1).astype(codes_BTHW.dtype)
     b, t = codes_BTHW.shape[:2]
-    k_rate, k_start = jax.random.split(key) if suffix else (key, None)  # without suffix: the draws as before
-    start_B = jax.random.randint(k_start, (b,), n_cond, t) if suffix else jnp.full((b,), n_cond)
-    replace = jax.random.bernoulli(k_rate, rate, (b, t)) & (jnp.arange(t)[None] >= start_B[:, None])
+    if suffix:
+        key, k_start = jax.random.split(key)
+        start_B = jax.random.randint(k_start, (b,), n_cond, t)
+    else:  # every frame from n_cond on, with the same draws as before the suffix option
+        start_B = jnp.full((b,), n_cond)
+    replace = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t)[None] >= start_B[:, None])
     return jnp.where(replace[:, :, None, None], pred, codes_BTHW)
 
 
