@@ -55,7 +55,8 @@ def z_dropout(key: jax.Array, z_BnhwD: jax.Array, rate: float) -> jax.Array:
 
 
 def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array, a_BTA: jax.Array,
-                          key: jax.Array, rate: float, n_cond: int, suffix: bool = False) -> jax.Array:
+                          key: jax.Array, rate: float, n_cond: int, suffix: bool = False, passes: int = 1,
+                          vq_embeddings_VE: jax.Array | None = None) -> jax.Array:
     """Scheduled sampling for the temporal transformer's inputs (not in the paper).
 
     A teacher-forced pass on the posteriors z predicts every frame from h_t alone
@@ -65,9 +66,13 @@ def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array
     [n_cond, T) per example are candidates, as in a rollout, whose true context is followed
     by its own frames. Returns the (B, T, H, W) codes whose posteriors the transformer
     reads: it learns to predict the next true frame from inputs that carry its own
-    one-step errors, as a rollout's do."""
-    h = model.temporal(z_BThwD, a_BTA)
-    pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z_BThwD), h), axis=-1).astype(codes_BTHW.dtype)
+    errors, as a rollout's do.
+
+    passes > 1 (needs vq_embeddings_VE to re-encode) repeats the prediction on the mixed
+    inputs of the previous pass, keeping the same replaced frames: after k passes a
+    replaced frame was predicted from inputs that carry k - 1 rounds of the model's own
+    errors, and the first k frames of a replaced run are exactly what the h_t-alone
+    rollout from the frames before it gives (a Jacobi iteration of the rollout)."""
     b, t = codes_BTHW.shape[:2]
     if suffix:
         key, k_start = jax.random.split(key)
@@ -75,7 +80,16 @@ def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array
     else:  # every frame from n_cond on, with the same draws as before the suffix option
         start_B = jnp.full((b,), n_cond)
     replace = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t)[None] >= start_B[:, None])
-    return jnp.where(replace[:, :, None, None], pred, codes_BTHW)
+    codes_in = codes_BTHW
+    for i in range(passes):
+        if i > 0:
+            if vq_embeddings_VE is None:
+                raise ValueError("own_prediction_inputs: passes > 1 needs vq_embeddings_VE to re-encode its inputs")
+            z_BThwD, _ = model.encode(jnp.take(vq_embeddings_VE, codes_in, axis=0))
+        h = model.temporal(z_BThwD, a_BTA)
+        pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z_BThwD), h), axis=-1).astype(codes_BTHW.dtype)
+        codes_in = jnp.where(replace[:, :, None, None], pred, codes_BTHW)
+    return codes_in
 
 
 def frame_loss_sums(model: TECO, frames: dict[str, jax.Array], label_smoothing: float, chunk: int = 0
@@ -217,7 +231,8 @@ class TECOTask(base.Task):
         z_in = z  # what the temporal transformer reads
         if train and m.get("scheduled_sampling", 0.0) > 0:
             codes_in = own_prediction_inputs(model, z, codes_BTHW, a_emb, jax.random.fold_in(key, 2),
-                                             m.scheduled_sampling, m.n_cond, bool(m.get("scheduled_suffix", False)))
+                                             m.scheduled_sampling, m.n_cond, bool(m.get("scheduled_suffix", False)),
+                                             int(m.get("scheduled_passes", 1)), constants["vq_embeddings"])
             z_in, _ = model.encode(jnp.take(constants["vq_embeddings"], codes_in, axis=0))
         h = model.temporal(z_in, a_emb)
         b, t = codes_BTHW.shape[:2]

@@ -202,6 +202,35 @@ def test_scheduled_sampling_feeds_the_transformer_its_own_predictions_in_trainin
     assert len(set(replaced.sum(axis=1))) > 2  # the start is drawn per example
 
 
+def test_scheduled_passes_make_the_replaced_frames_a_rollout_of_the_model():
+    """With every frame t >= n_cond replaced, k passes give exactly the h_t-alone rollout
+    (each frame argmax D(0, h_t) of the frames before it, fed back) for the first k
+    replaced frames; one pass gives it for the first frame only."""
+    rng = np.random.default_rng(4)
+    codes = jnp.asarray(rng.integers(0, V, (3, T, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 6, (3, T)), jnp.int32)
+    task = teco_task.TECOTask(tiny_config())
+    model = task.build_model(nnx.Rngs(5))
+    table = jnp.asarray(task.vq_embeddings)
+    a_emb = model.embed_actions(actions)
+    rollout = codes
+    for t in range(1, T):  # the sampler's "mean" track, one frame at a time
+        z = model.encode(table[rollout])[0]
+        h = model.temporal(z, a_emb)
+        frame = jnp.argmax(model.decode_logits(jnp.zeros_like(z), h), -1)[:, t]
+        rollout = rollout.at[:, t].set(frame.astype(rollout.dtype))
+    z = model.encode(table[codes])[0]
+    for passes in (1, 2, T - 1):
+        mixed = teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(0), 1.0, 1,
+                                                passes=passes, vq_embeddings_VE=table)
+        same = (np.asarray(mixed) == np.asarray(rollout)).all(axis=(0, 2, 3))
+        assert same[:passes + 1].all(), (passes, same)
+        if passes < T - 1:  # later frames still read some true inputs: not the rollout
+            assert not same[passes + 1:].all(), (passes, same)
+    with pytest.raises(ValueError, match="vq_embeddings_VE"):
+        teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(0), 1.0, 1, passes=2)
+
+
 def test_loss_is_finite_and_trains(setup):
     task, model, codes, actions = setup
     graph, params = nnx.split(model)
