@@ -4,13 +4,16 @@
 
 One file: the same report the benchmark writes (`render`). Several files: one table of
 every checkpoint's methods, then revisit, FVD/speed and protocol tables (`merge`); runs
-with different protocols are flagged, since their numbers do not compare.
+with different protocols are flagged, since their numbers do not compare. Runs on the
+same test videos also get differences paired by group (mean ± standard error): the
+videos' own difficulty cancels, which ranks checkpoints that a std over groups cannot.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -19,6 +22,8 @@ HEADERS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
 PROTOCOL_KEYS = ("context", "predict", "uncond_context", "uncond_predict", "short_window", "num_videos",
                  "group_size")
+#: What makes two runs score the same frames of the same videos in the same groups.
+PAIRED_KEYS = ("context", "predict", "num_videos", "group_size")
 
 
 def method_name(method: str, results: dict) -> str:
@@ -179,6 +184,35 @@ def run_label(results: dict, taken: set[str]) -> str:
     return label
 
 
+def paired_diff(a: list[float], b: list[float]) -> dict:
+    """a - b over groups paired by index: {"mean", "std"}, "std" being the standard error of
+    the mean (None for one group)."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else None
+    return {"mean": statistics.fmean(d), "std": se}
+
+
+def paired_table(all_results: list[dict], labels: list[str]) -> str | None:
+    """Each run's TECO minus the first run's TECO, and minus its copy-last baseline, paired by
+    group; None unless every run scored the same videos (data, split, PAIRED_KEYS)."""
+    def videos(r):
+        return (r.get("data"), r.get("split")) + tuple(r["protocol"].get(k) for k in PAIRED_KEYS)
+
+    if len(all_results) < 2 or len({videos(r) for r in all_results}) > 1:
+        return None
+    first = all_results[0]["action_conditioned"]["teco"]
+    rows = []
+    for i, (label, r) in enumerate(zip(labels, all_results)):
+        ac = r["action_conditioned"]
+        if i > 0:
+            rows.append([label, f"TECO − TECO of {labels[0]}"]
+                        + [pm(paired_diff(ac["teco"][k]["groups"], first[k]["groups"]), k) for k in METRICS])
+        if "copy_last" in ac:
+            rows.append([label, "TECO − copy last context frame"]
+                        + [pm(paired_diff(ac["teco"][k]["groups"], ac["copy_last"][k]["groups"]), k) for k in METRICS])
+    return table(["run", "difference"] + [HEADERS[k] for k in METRICS], rows)
+
+
 def merge(all_results: list[dict], paths: list[str] | None = None) -> str:
     """One report over several runs: one row per (run, method)."""
     taken: set[str] = set()
@@ -192,6 +226,12 @@ def merge(all_results: list[dict], paths: list[str] | None = None) -> str:
     rows = [[label, method_name(m, r)] + [pm(r["action_conditioned"][m][k], k) for k in METRICS]
             for label, r in zip(labels, all_results) for m in r["methods"]]
     out += ["## Action-conditioned rollouts", "", table(["run", "method"] + [HEADERS[k] for k in METRICS], rows), ""]
+    paired = paired_table(all_results, labels)
+    if paired:
+        groups = all_results[0]["protocol"].get("num_groups")
+        out += ["## Paired differences", "", f"The runs scored the same test videos: differences per group of videos, "
+                f"mean ± standard error over the {groups} groups (significant when the mean is about twice its error or "
+                "more).", "", paired, ""]
     rows = []
     sides = ("revisited", "new")
     if all(r["revisit"].get("available") and "memory" in revisit_sides(r["revisit"]) for r in all_results):
