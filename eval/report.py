@@ -184,10 +184,13 @@ def run_label(results: dict, taken: set[str]) -> str:
     return label
 
 
-def paired_diff(a: list[float], b: list[float]) -> dict:
+def paired_diff(a: list[float | None], b: list[float | None]) -> dict:
     """a - b over groups paired by index: {"mean", "std"}, "std" being the standard error of
-    the mean (None for one group)."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
+    the mean (None for one group). Groups missing on either side (None: no frames of that
+    kind, e.g. no memory frames) are left out; {"mean": None} when none is left."""
+    d = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    if not d:
+        return {"mean": None, "std": None}
     se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else None
     return {"mean": statistics.fmean(d), "std": se}
 
@@ -210,6 +213,12 @@ def paired_table(all_results: list[dict], labels: list[str]) -> str | None:
         if "copy_last" in ac:
             rows.append([label, "TECO − copy last context frame"]
                         + [pm(paired_diff(ac["teco"][k]["groups"], ac["copy_last"][k]["groups"]), k) for k in METRICS])
+        rv = r.get("revisit", {})
+        if rv.get("available") and "teco_short" in rv.get("methods", {}) and "memory" in rv["methods"]["teco"]["psnr"]:
+            short = rv["methods"]["teco_short"]
+            rows.append([label, f"memory frames: TECO − {method_name('teco_short', r)}"]
+                        + [pm(paired_diff(rv["methods"]["teco"][k]["memory"]["groups"], short[k]["memory"]["groups"]), k)
+                           for k in METRICS])
     return table(["run", "difference"] + [HEADERS[k] for k in METRICS], rows)
 
 

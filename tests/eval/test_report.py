@@ -22,6 +22,9 @@ def test_paired_diff_is_the_mean_and_standard_error_of_group_differences():
     d = report.paired_diff([2.0, 4.0, 9.0], [1.0, 2.0, 6.0])  # differences 1, 2, 3
     assert d["mean"] == pytest.approx(2.0) and d["std"] == pytest.approx(1.0 / 3 ** 0.5)
     assert report.paired_diff([5.0], [1.0]) == {"mean": 4.0, "std": None}
+    # groups without frames of a kind (None) drop out of the pairing
+    assert report.paired_diff([2.0, None, 9.0, 1.0], [1.0, 3.0, 6.0, None]) == {"mean": 2.0, "std": 1.0}
+    assert report.paired_diff([None], [1.0]) == {"mean": None, "std": None}
     with pytest.raises(ValueError):
         report.paired_diff([1.0, 2.0], [1.0])
 
@@ -38,3 +41,13 @@ def test_paired_table_only_for_runs_on_the_same_videos():
     assert report.paired_table([a, other], ["a", "b"]) is None
     assert report.paired_table([a, results([1.0] * 3, [1.0] * 3, data="data/y")], ["a", "y"]) is None
     assert report.paired_table([a], ["a"]) is None
+
+
+def test_paired_table_compares_memory_frames_with_the_short_window():
+    a = results([10.0, 11.0, 12.0], [10.0, 10.5, 11.0])
+    memory = {"teco": [12.0, None, 11.0], "teco_short": [10.0, 9.0, 10.0]}  # group 2 has no memory frames
+    a["revisit"] = {"available": True, "short_window": 16, "methods": {
+        m: {k: {"memory": {"groups": g}} for k in report.METRICS} for m, g in memory.items()}}
+    a["protocol"]["short_window"] = 16
+    md = report.paired_table([a, copy.deepcopy(a)], ["a", "b"])
+    assert "| a | memory frames: TECO − TECO, last 16 frames | 1.50 ± 0.50 |" in md
