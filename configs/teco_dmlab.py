@@ -114,7 +114,7 @@ def cpu(c):
     m.action_dropout = 0.1  # most clips keep their actions: the benchmark is action-conditioned
     m.sampling.temperature = 0.0  # greedy MaskGIT decoding: sampled codes drift within a few frames
     # The paper's feedback (the prior's z_t). Keeping the history on the h_t-alone track
-    # (sampling.feedback = "mean") helps the 3,000-step demo checkpoint, whose bundle uses it, but
+    # (sampling.feedback = "mean") helps the demo checkpoint, whose bundle uses it, but
     # not the quickstart's 1,000- and 2,500-step models (docs/cpu_world.md, "Sampling").
     c.data.seq_len = 128
     c.data.batch_size = 4  # twice the steps of batch 8 per CPU-minute, and more learning per minute
