@@ -203,22 +203,22 @@ def paired_table(all_results: list[dict], labels: list[str]) -> str | None:
 
     if len(all_results) < 2 or len({videos(r) for r in all_results}) > 1:
         return None
+    def row(label: str, name: str, a: dict, b: dict) -> list[str]:  # a, b: metric -> stats with "groups"
+        return [label, name] + [pm(paired_diff(a[k]["groups"], b[k]["groups"]), k) for k in METRICS]
+
     first = all_results[0]["action_conditioned"]["teco"]
     rows = []
     for i, (label, r) in enumerate(zip(labels, all_results)):
         ac = r["action_conditioned"]
         if i > 0:
-            rows.append([label, f"TECO − TECO of {labels[0]}"]
-                        + [pm(paired_diff(ac["teco"][k]["groups"], first[k]["groups"]), k) for k in METRICS])
+            rows.append(row(label, f"TECO − TECO of {labels[0]}", ac["teco"], first))
         if "copy_last" in ac:
-            rows.append([label, "TECO − copy last context frame"]
-                        + [pm(paired_diff(ac["teco"][k]["groups"], ac["copy_last"][k]["groups"]), k) for k in METRICS])
+            rows.append(row(label, "TECO − copy last context frame", ac["teco"], ac["copy_last"]))
         rv = r.get("revisit", {})
-        if rv.get("available") and "teco_short" in rv.get("methods", {}) and "memory" in rv["methods"]["teco"]["psnr"]:
-            short = rv["methods"]["teco_short"]
-            rows.append([label, f"memory frames: TECO − {method_name('teco_short', r)}"]
-                        + [pm(paired_diff(rv["methods"]["teco"][k]["memory"]["groups"], short[k]["memory"]["groups"]), k)
-                           for k in METRICS])
+        if rv.get("available") and "teco_short" in rv["methods"] and "memory" in revisit_sides(rv):
+            memory = {m: {k: rv["methods"][m][k]["memory"] for k in METRICS} for m in ("teco", "teco_short")}
+            rows.append(row(label, f"memory frames: TECO − {method_name('teco_short', r)}", memory["teco"],
+                            memory["teco_short"]))
     return table(["run", "difference"] + [HEADERS[k] for k in METRICS], rows)
 
 

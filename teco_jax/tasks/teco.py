@@ -54,6 +54,11 @@ def z_dropout(key: jax.Array, z_BnhwD: jax.Array, rate: float) -> jax.Array:
     return jnp.where(keep[:, :, None, None, None], z_BnhwD, jnp.zeros_like(z_BnhwD))
 
 
+def encode_codes(model: TECO, vq_embeddings_VE: jax.Array, codes_BTHW: jax.Array) -> tuple[jax.Array, dict]:
+    """TECO's posteriors z of VQ-GAN codes (looked up in the VQ-GAN's codebook), and its VQ outputs."""
+    return model.encode(jnp.take(vq_embeddings_VE, codes_BTHW, axis=0))
+
+
 def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array, a_BTA: jax.Array,
                           key: jax.Array, rate: float, n_cond: int, suffix: bool = False, passes: int = 1,
                           vq_embeddings_VE: jax.Array | None = None) -> jax.Array:
@@ -73,6 +78,8 @@ def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array
     replaced frame was predicted from inputs that carry k - 1 rounds of the model's own
     errors, and the first k frames of a replaced run are exactly what the h_t-alone
     rollout from the frames before it gives (a Jacobi iteration of the rollout)."""
+    if passes > 1 and vq_embeddings_VE is None:
+        raise ValueError("own_prediction_inputs: passes > 1 needs vq_embeddings_VE to re-encode its inputs")
     b, t = codes_BTHW.shape[:2]
     if suffix:
         key, k_start = jax.random.split(key)
@@ -83,9 +90,7 @@ def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array
     codes_in = codes_BTHW
     for i in range(passes):
         if i > 0:
-            if vq_embeddings_VE is None:
-                raise ValueError("own_prediction_inputs: passes > 1 needs vq_embeddings_VE to re-encode its inputs")
-            z_BThwD, _ = model.encode(jnp.take(vq_embeddings_VE, codes_in, axis=0))
+            z_BThwD, _ = encode_codes(model, vq_embeddings_VE, codes_in)
         h = model.temporal(z_BThwD, a_BTA)
         pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z_BThwD), h), axis=-1).astype(codes_BTHW.dtype)
         codes_in = jnp.where(replace[:, :, None, None], pred, codes_BTHW)
@@ -149,7 +154,12 @@ class TECOTask(base.Task):
         return TECO(self.config.model, rngs=rngs, dtype=config_base.compute_dtype(self.config))
 
     def preflight(self, data_meta) -> None:
-        """The code dataset against config.model: codes, vocabulary, code grid, actions, its VQ-GAN."""
+        """The code dataset against config.model: codes, vocabulary, code grid, actions, its VQ-GAN;
+        and the model's own settings that no dataset can catch."""
+        passes = self.config.model.get("scheduled_passes", 1)
+        if not isinstance(passes, int) or passes < 1:
+            raise UserError(f"config.model.scheduled_passes={passes!r}: it counts prediction passes, an integer >= 1 "
+                            "(1: the plain scheduled sampling)")
         if data_meta is None:
             return
         from teco_jax.data import tfds_io
@@ -225,15 +235,14 @@ class TECOTask(base.Task):
             actions_BT = jnp.full_like(actions_BT, model.null_action)
         elif train and m.action_dropout > 0:
             actions_BT = action_dropout(k_act, actions_BT, m.action_dropout, model.null_action)
-        e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0)
-        z, vq = model.encode(e)
+        z, vq = encode_codes(model, constants["vq_embeddings"], codes_BTHW)
         a_emb = model.embed_actions(actions_BT)
         z_in = z  # what the temporal transformer reads
         if train and m.get("scheduled_sampling", 0.0) > 0:
             codes_in = own_prediction_inputs(model, z, codes_BTHW, a_emb, jax.random.fold_in(key, 2),
                                              m.scheduled_sampling, m.n_cond, bool(m.get("scheduled_suffix", False)),
                                              int(m.get("scheduled_passes", 1)), constants["vq_embeddings"])
-            z_in, _ = model.encode(jnp.take(constants["vq_embeddings"], codes_in, axis=0))
+            z_in, _ = encode_codes(model, constants["vq_embeddings"], codes_in)
         h = model.temporal(z_in, a_emb)
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)

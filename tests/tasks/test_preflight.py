@@ -55,6 +55,14 @@ def test_teco_preflight_names_the_key_and_both_values():
         "config.data.dir=data/codes holds raw frames, but TECO trains on VQ-GAN codes: encode them first")
 
 
+def test_teco_preflight_refuses_fewer_than_one_scheduled_pass():
+    for meta in (_meta(), None):  # a model setting: checked with or without data
+        assert _error(_teco(scheduled_passes=0), meta) == (
+            "config.model.scheduled_passes=0: it counts prediction passes, an integer >= 1 "
+            "(1: the plain scheduled sampling)")
+    _teco(scheduled_passes=3).preflight(_meta())
+
+
 def test_teco_preflight_checks_the_recorded_vqgan(tmp_path):
     gone = str(tmp_path / "vqgan_deleted")
     assert _error(_teco(vqgan_dir=""), _meta(vqgan=gone)) == (
