@@ -198,3 +198,31 @@ def test_sampler_override_replaces_given_fields_only():
     assert base.override(schedule=None, temperature=None) == base
     assert base.override(schedule="confidence", temperature=None) == rollout.Sampler(schedule="confidence")
     assert base.override(temperature=0.5).temperature == 0.5
+
+
+@pytest.mark.parametrize("show", ["mean", "sample"])
+def test_no_feedback_is_one_teacher_forced_pass_with_the_generated_inputs_zeroed(model_and_table, show):
+    """feedback = "none" never reads a generated frame back: within the window, every h_t is
+    the transformer run once on the context's posteriors followed by zeros (what
+    model.blind_suffix trains), and the shown frames are decoded from it."""
+    model, table = model_and_table
+    rng = np.random.default_rng(6)
+    context = jnp.asarray(rng.integers(0, V, (2, 3, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 7, (2, 7)), jnp.int32)
+    sampler = rollout.Sampler(schedule="confidence", confidence_steps=3, temperature=0.0, choice_temperature=0.0,
+                              show=show, feedback="none")
+    got = rollout.rollout(model, table, context, actions, jax.random.key(5), sampler=sampler, num_frames=7, window=7)
+    z_ctx, _ = model.encode(table[context])
+    z = jnp.concatenate([z_ctx, jnp.zeros((2, 4) + z_ctx.shape[2:], z_ctx.dtype)], axis=1)
+    h = model.temporal(z, model.embed_actions(actions))[:, 3:]
+    if show == "mean":
+        want = jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), axis=-1)
+    else:
+        b, n, gh, gw, d = h.shape
+        z_codes = sampler.sample(model.prior, h.reshape(b * n, gh * gw, d), jax.random.key(0))
+        z_t = model.codebook.lookup(z_codes.reshape(b, n, gh, gw)).astype(h.dtype)
+        want = jnp.argmax(model.decode_logits(z_t, h), axis=-1)
+    np.testing.assert_array_equal(np.asarray(got[:, 3:]), np.asarray(want))
+    fed_back = rollout.rollout(model, table, context, actions, jax.random.key(5), num_frames=7, window=7,
+                               sampler=sampler.override(feedback="shown"))
+    assert not np.array_equal(np.asarray(fed_back), np.asarray(got))

@@ -54,6 +54,20 @@ def z_dropout(key: jax.Array, z_BnhwD: jax.Array, rate: float) -> jax.Array:
     return jnp.where(keep[:, :, None, None, None], z_BnhwD, jnp.zeros_like(z_BnhwD))
 
 
+def blind_suffix(key: jax.Array, z_BThwD: jax.Array, rate: float, n_cond: int) -> jax.Array:
+    """With probability `rate` per example, zero the transformer's inputs z_s for s >= a cut
+    drawn uniformly from [n_cond, T) (not in the paper; off in its presets).
+
+    Frames after the cut are then predicted from the true frames before it and the actions
+    alone: what a rollout with sampler.feedback = "none" asks of the model, whose generated
+    frames are never read back, so its errors cannot compound."""
+    b, t = z_BThwD.shape[:2]
+    k_use, k_cut = jax.random.split(key)
+    cut_B = jnp.where(jax.random.bernoulli(k_use, rate, (b,)), jax.random.randint(k_cut, (b,), n_cond, t), t)
+    blind = jnp.arange(t)[None] >= cut_B[:, None]
+    return jnp.where(blind[:, :, None, None, None], jnp.zeros_like(z_BThwD), z_BThwD)
+
+
 def encode_codes(model: TECO, vq_embeddings_VE: jax.Array, codes_BTHW: jax.Array) -> tuple[jax.Array, dict]:
     """TECO's posteriors z of VQ-GAN codes (looked up in the VQ-GAN's codebook), and its VQ outputs."""
     return model.encode(jnp.take(vq_embeddings_VE, codes_BTHW, axis=0))
@@ -243,6 +257,8 @@ class TECOTask(base.Task):
                                              m.scheduled_sampling, m.n_cond, bool(m.get("scheduled_suffix", False)),
                                              int(m.get("scheduled_passes", 1)), constants["vq_embeddings"])
             z_in, _ = encode_codes(model, constants["vq_embeddings"], codes_in)
+        if train and m.get("blind_suffix", 0.0) > 0:
+            z_in = blind_suffix(jax.random.fold_in(key, 3), z_in, m.blind_suffix, m.n_cond)
         h = model.temporal(z_in, a_emb)
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
@@ -332,4 +348,19 @@ def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
             "next_frame_acc": jnp.mean(pred_codes == truth),
             "h_only_acc": jnp.mean(h_only == truth),
             "copy_prev_acc": jnp.mean(prev == truth),
-            "recon_ce": losses.cross_entropy_with_label_smoothing(out["logits"], truth, 0.0)}
+            "recon_ce": losses.cross_entropy_with_label_smoothing(out["logits"], truth, 0.0),
+            **_open_loop_accuracy(model, codes, actions, constants)}
+
+
+def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[str, jax.Array]:
+    """Over the second half of each clip, predicted from the first half and the actions alone
+    (the inputs of the second half zeroed, as sampler.feedback = "none" rolls out):
+    open_loop_acc of argmax D(0, h_t), and copy_last_acc of the first half's last frame."""
+    t = codes_BTHW.shape[1]
+    half = t // 2
+    z, _ = encode_codes(model, constants["vq_embeddings"], codes_BTHW)
+    z = z.at[:, half:].set(0)
+    h = model.temporal(z, model.embed_actions(actions_BT))[:, half:]
+    pred = jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), axis=-1)
+    truth = codes_BTHW[:, half:]
+    return {"open_loop_acc": jnp.mean(pred == truth), "copy_last_acc": jnp.mean(codes_BTHW[:, half - 1:half] == truth)}

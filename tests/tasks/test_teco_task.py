@@ -253,12 +253,22 @@ def test_evaluate_reports_prediction_and_baseline(setup):
     task, model, codes, actions = setup
     batch = {"codes": np.asarray(codes), "actions": np.asarray(actions)}
     out = task.evaluate(model, iter([batch]), task.constants())
-    assert set(out) == {"recon_acc", "next_frame_acc", "h_only_acc", "copy_prev_acc", "recon_ce"}
+    assert set(out) == {"recon_acc", "next_frame_acc", "h_only_acc", "copy_prev_acc", "recon_ce", "open_loop_acc",
+                        "copy_last_acc"}
     out_h = task.forward(model, codes, actions, jax.random.key(0), task.constants(), 0.0, train=False)["h"]
     h_only = jnp.argmax(model.decode_logits(jnp.zeros_like(out_h), out_h), -1)
     assert out["h_only_acc"] == pytest.approx(float(jnp.mean(h_only == codes[:, 1:])), abs=1e-6)
     prev_same = float(np.mean(np.asarray(codes)[:, :-1] == np.asarray(codes)[:, 1:]))
     assert out["copy_prev_acc"] == pytest.approx(prev_same, abs=1e-6)  # every frame >= n_cond, no DropLoss
+    # open loop: the second half from the first half's frames and every action, inputs zeroed
+    z = model.encode(jnp.asarray(task.vq_embeddings)[codes])[0]
+    half = T // 2
+    h = model.temporal(z.at[:, half:].set(0), model.embed_actions(actions))[:, half:]
+    pred = jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), -1)
+    assert out["open_loop_acc"] == pytest.approx(float(jnp.mean(pred == codes[:, half:])), abs=1e-6)
+    assert out["copy_last_acc"] == pytest.approx(float(np.mean(np.asarray(codes)[:, half - 1:half]
+                                                               == np.asarray(codes)[:, half:])), abs=1e-6)
+    assert out["open_loop_acc"] != pytest.approx(out["h_only_acc"])
 
 
 def test_remat_changes_memory_not_numbers():
@@ -299,3 +309,33 @@ def test_loss_chunks_change_memory_not_numbers():
     for a, b in zip(results[0][2], results[1][2]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)  # gradients are O(1)
     assert max(float(jnp.abs(g).max()) for g in results[1][2]) > 0.1
+
+
+def test_blind_suffix_zeroes_the_transformer_inputs_from_a_random_cut_in_training_only():
+    """blind_suffix zeroes z_s for s >= a cut in [n_cond, T) drawn per example (at the given
+    rate), so h_t up to the cut is the teacher-forced one and later frames are predicted from
+    the frames before the cut and the actions; evaluation stays teacher-forced."""
+    rng = np.random.default_rng(3)
+    z = jnp.asarray(rng.normal(size=(64, T, 2, 2, 4)), jnp.float32)
+    blinded = np.asarray(teco_task.blind_suffix(jax.random.key(0), z, 1.0, 1))
+    zeroed = (blinded == 0).all(axis=(2, 3, 4))
+    kept = (blinded == np.asarray(z)).all(axis=(2, 3, 4))
+    assert np.all(zeroed | kept) and not zeroed[:, 0].any() and zeroed[:, -1].all()
+    assert np.all(np.diff(zeroed.astype(int), axis=1) >= 0)  # zeroed from the cut to the end
+    assert set(zeroed.sum(axis=1)) == set(range(1, T))  # cuts drawn per example, from n_cond to T - 1
+    some = (np.asarray(teco_task.blind_suffix(jax.random.key(0), z, 0.5, 1)) == 0).all(axis=(2, 3, 4)).any(axis=1)
+    assert 0.3 < some.mean() < 0.7
+    np.testing.assert_array_equal(teco_task.blind_suffix(jax.random.key(0), z, 0.0, 1), z)
+
+    codes = jnp.asarray(rng.integers(0, V, (8, T, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 6, (8, T)), jnp.int32)
+    task = teco_task.TECOTask(tiny_config(blind_suffix=1.0))
+    model = task.build_model(nnx.Rngs(0))
+    key, const = jax.random.key(3), task.constants()
+    train = task.forward(model, codes, actions, key, const, 0.0, train=True)
+    plain = teco_task.TECOTask(tiny_config()).forward(model, codes, actions, key, const, 0.0, train=True)
+    evaluation = task.forward(model, codes, actions, key, const, 0.0, train=False)
+    np.testing.assert_allclose(evaluation["h"], plain["h"], atol=1e-5)
+    same = np.abs(np.asarray(train["h"] - plain["h"])).max(axis=(2, 3, 4)) < 1e-5  # (B, T - n_cond)
+    assert same[:, 0].all() and not same[:, -1].all()  # the first frame after n_cond reads a true input
+    assert np.all(np.diff(same.astype(int), axis=1) <= 0)  # causal: equal up to the cut, then not
