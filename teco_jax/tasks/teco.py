@@ -174,6 +174,10 @@ class TECOTask(base.Task):
         if not isinstance(passes, int) or passes < 1:
             raise UserError(f"config.model.scheduled_passes={passes!r}: it counts prediction passes, an integer >= 1 "
                             "(1: the plain scheduled sampling)")
+        for key in ("blind_suffix", "scheduled_sampling", "z_dropout", "action_dropout"):
+            rate = self.config.model.get(key, 0.0)
+            if not 0.0 <= rate <= 1.0:
+                raise UserError(f"config.model.{key}={rate!r}: it is a probability, between 0 and 1")
         if data_meta is None:
             return
         from teco_jax.data import tfds_io
@@ -238,6 +242,16 @@ class TECOTask(base.Task):
         return {"vq_embeddings": self.vq_embeddings}
 
     # ----------------------------------------------------------------- loss
+    def conditioning_actions(self, model: TECO, actions_BT, key, train: bool):
+        """The actions TECO is conditioned on: all null without model.use_actions; action
+        dropout in training only (evaluation conditions on the true actions)."""
+        m = self.config.model
+        if not m.use_actions:
+            return jnp.full_like(actions_BT, model.null_action)
+        if train and m.action_dropout > 0:
+            return action_dropout(key, actions_BT, m.action_dropout, model.null_action)
+        return actions_BT
+
     def forward(self, model: TECO, codes_BTHW, actions_BT, key, constants, drop_rate: float,
                 train: bool = True, decode: bool = True):
         """Everything the loss and the metrics need, for the frames DropLoss keeps.
@@ -245,10 +259,7 @@ class TECOTask(base.Task):
         decode=False leaves out the decoder's logits (the loss decodes frames in chunks)."""
         m = self.config.model
         k_act, k_drop, k_prior = jax.random.split(key, 3)
-        if not m.use_actions:
-            actions_BT = jnp.full_like(actions_BT, model.null_action)
-        elif train and m.action_dropout > 0:
-            actions_BT = action_dropout(k_act, actions_BT, m.action_dropout, model.null_action)
+        actions_BT = self.conditioning_actions(model, actions_BT, k_act, train)
         z, vq = encode_codes(model, constants["vq_embeddings"], codes_BTHW)
         a_emb = model.embed_actions(actions_BT)
         z_in = z  # what the temporal transformer reads
@@ -349,7 +360,7 @@ def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
             "h_only_acc": jnp.mean(h_only == truth),
             "copy_prev_acc": jnp.mean(prev == truth),
             "recon_ce": losses.cross_entropy_with_label_smoothing(out["logits"], truth, 0.0),
-            **_open_loop_accuracy(model, codes, actions, constants)}
+            **_open_loop_accuracy(model, codes, task.conditioning_actions(model, actions, None, train=False), constants)}
 
 
 def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[str, jax.Array]:

@@ -63,6 +63,12 @@ def test_teco_preflight_refuses_fewer_than_one_scheduled_pass():
     _teco(scheduled_passes=3).preflight(_meta())
 
 
+def test_teco_preflight_refuses_rates_outside_zero_to_one():
+    assert _error(_teco(blind_suffix=1.5), None) == "config.model.blind_suffix=1.5: it is a probability, between 0 and 1"
+    assert _error(_teco(z_dropout=-0.1), _meta()) == "config.model.z_dropout=-0.1: it is a probability, between 0 and 1"
+    _teco(blind_suffix=1.0, z_dropout=0.0).preflight(_meta())
+
+
 def test_teco_preflight_checks_the_recorded_vqgan(tmp_path):
     gone = str(tmp_path / "vqgan_deleted")
     assert _error(_teco(vqgan_dir=""), _meta(vqgan=gone)) == (
