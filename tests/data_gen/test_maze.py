@@ -344,3 +344,41 @@ def test_flat_family_validation():
         MazeConfig(texture_family="plaid").validate()
     with pytest.raises(ValueError, match="wall colours"):
         MazeConfig(texture_family="flat", wall_textures=FLAT_WALLS + 1).validate()
+
+
+def test_cell_moves_walk_cell_to_cell_turn_90_degrees_and_repeat_views_exactly():
+    cfg = MazeConfig(size=5, resolution=16, episode_length=200, cell_moves=True, target_radius=4)
+    out = generate(episode_seeds(0, range(4)), cfg)
+    moved = blocked = 0
+    for layout, pose, act, video in zip(out["layout"], out["pose"], out["actions"], out["video"]):
+        p = pose.astype(np.float64)
+        np.testing.assert_allclose(p[:, :2] % 1.0, 0.5, atol=1e-6)  # always on a cell centre
+        quarter = p[:, 2] / (np.pi / 2)
+        np.testing.assert_allclose(quarter, np.round(quarter), atol=1e-5)  # facing an axis direction
+        segs = _wall_segments(layout)
+        for t in range(1, len(p)):
+            a, d = act[t], p[t, :2] - p[t - 1, :2]
+            dh = _wrap(p[t, 2] - p[t - 1, 2])
+            if a in (maze.TURN_LEFT, maze.TURN_RIGHT):
+                assert abs(dh - (np.pi / 2 if a == maze.TURN_LEFT else -np.pi / 2)) < 1e-5 and not d.any()
+                continue
+            assert abs(dh) < 1e-6
+            c, s = round(math.cos(p[t - 1, 2])), round(math.sin(p[t - 1, 2]))
+            want = {maze.FORWARD: (c, s), maze.BACKWARD: (-c, -s),
+                    maze.STRAFE_LEFT: (-s, c), maze.STRAFE_RIGHT: (s, -c)}[a]
+            if d.any():  # one whole cell in the action's direction, never through a wall
+                np.testing.assert_allclose(d, want, atol=1e-6)
+                assert not _crosses(p[t - 1, :2], p[t, :2], segs)
+                moved += 1
+            else:  # only a wall between the two cells stops it
+                assert _crosses(p[t - 1, :2], p[t - 1, :2] + want, segs)
+                blocked += 1
+        # the same pose renders the same frame, and poses recur
+        key = [tuple(np.round(q, 3)) for q in p]
+        first = {}
+        for t, k in enumerate(key):
+            if k in first:
+                np.testing.assert_array_equal(video[t], video[first[k]])
+            first.setdefault(k, t)
+        assert len(first) < 0.5 * len(key)
+    assert moved > 100 and blocked < moved

@@ -94,9 +94,13 @@ def test_psnr_matches_numpy():
     # the 0..255 scale gives the same dB
     got255 = np.asarray(metrics.psnr(jnp.asarray(x * 255), jnp.asarray(y * 255), data_range=255.0))
     np.testing.assert_allclose(got255, ref, atol=1e-3, rtol=0)
-    # identical images: finite (MSE floored), far above anything real
+    # identical images: capped at the 8-bit quantization noise, MSE (1/255)^2 / 12
     same = np.asarray(metrics.psnr(jnp.asarray(x), jnp.asarray(x)))
-    assert np.isfinite(same).all() and same.min() > 150
+    np.testing.assert_allclose(same, 10 * np.log10(12 * 255.0 ** 2), atol=1e-3)
+    assert abs(metrics.PSNR_MAX_DB - 58.92) < 0.01
+    # one 8-bit level apart everywhere (MSE (1/255)^2): 48.1 dB, below the cap
+    one_level = np.asarray(metrics.psnr(jnp.asarray(x), jnp.asarray(x + 1 / 255)))
+    np.testing.assert_allclose(one_level, 20 * np.log10(255.0), atol=1e-2)
 
 
 # ----------------------------------------------------------------- LPIPS
