@@ -113,13 +113,13 @@ def cpu(c):
     m.drop_loss_rate = 0.75
     m.z_dropout = 0.5
     m.action_dropout = 0.1  # most clips keep their actions: the benchmark is action-conditioned
-    # Open-loop rollouts (docs/cpu_world.md, "Open-loop rollouts"): every clip is trained with
-    # the transformer's inputs zeroed from a random frame on, and the sampler never reads a
-    # generated frame back, so errors cannot compound; each frame is what h_t alone predicts
-    # (the prior, trained as in the paper, is used with sampling.show = "sample"). At 1,000
-    # steps: PSNR 12.74 against 11.71 with the paper's training and sampler (copy-last 11.46).
-    m.blind_suffix = 1.0
-    m.sampling.update(dict(show="mean", feedback="none", temperature=0.0))
+    # Rollouts read back what h_t alone predicts (show = feedback = "mean", docs/cpu_world.md):
+    # in the cell-move world every revisited view recurs exactly, and the transformer finds
+    # it in its window from the frames it reads. blind_suffix (open-loop training, the
+    # cpu_smooth world's setting) is off: a rollout that reads nothing back has no view to
+    # match a place by.
+    m.blind_suffix = 0.0
+    m.sampling.update(dict(show="mean", feedback="mean", temperature=0.0))
     c.data.seq_len = 128
     c.data.batch_size = 4  # twice the steps of batch 8 per CPU-minute, and more learning per minute
     c.optim.decay_steps = 3_000
