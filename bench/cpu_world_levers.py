@@ -24,14 +24,13 @@ from PIL import Image
 
 from data_gen.common import episode_seeds
 from data_gen.maze import PRESETS, generate
-from eval.metrics import PSNR_MAX_DB
+from eval import metrics
 from eval.revisit import revisit_mask
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean per-frame PSNR, capped like the benchmark's (eval.metrics.PSNR_MAX_DB)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2, axis=(-3, -2, -1))
-    return float(np.mean(np.minimum(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)), PSNR_MAX_DB)))
+    """Mean per-frame PSNR of uint8 frames, the benchmark's (capped at eval.metrics.PSNR_MAX_DB)."""
+    return float(np.mean(metrics.psnr(a.astype(np.float32), b.astype(np.float32), data_range=255.0)))
 
 
 def detail_psnr(video: np.ndarray) -> float:

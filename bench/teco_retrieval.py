@@ -42,11 +42,11 @@ def main() -> None:
     @jax.jit
     def h_only(codes_BTHW, actions_BT):
         out = task.forward(model, codes_BTHW, actions_BT, jax.random.key(0), constants, drop_rate=0.0, train=False)
-        h = out["h"]
-        return jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), axis=-1), out["codes"], out["idx"]
+        return model.h_only_codes(out["h"]), out["codes"], out["idx"]
 
     groups: dict[str, list[float]] = {"repeat, far": [], f"repeat, within {NEAR}": [], "new": []}
-    for i in range(min(args.episodes, len(source))):
+    count = min(args.episodes, len(source))
+    for i in range(count):
         ex = source[i]
         codes = np.asarray(ex["codes"], np.int32)[None]
         pred, truth, idx = (np.asarray(x) for x in h_only(jnp.asarray(codes), jnp.asarray(ex["actions"], jnp.int32)[None]))
@@ -55,7 +55,7 @@ def main() -> None:
             earlier = np.flatnonzero((frames[:t] == frames[t]).all(axis=1))
             key = "new" if not len(earlier) else (f"repeat, within {NEAR}" if t - earlier.max() <= NEAR else "repeat, far")
             groups[key].append(float(np.mean(pred[0, k] == truth[0, k])))
-    print(f"{args.workdir}: teacher-forced accuracy of argmax D(0, h_t), {args.episodes} test clips")
+    print(f"{args.workdir}: teacher-forced accuracy of argmax D(0, h_t), {count} test clips")
     for key, accs in groups.items():
         print(f"  {key:18s} {len(accs):6d} frames   accuracy {np.mean(accs) if accs else float('nan'):.3f}")
 

@@ -362,15 +362,9 @@ def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -
 
         c, s = math.cos(th), math.sin(th)
         dx = dy = 0.0
-        if config.cell_moves:
-            if a < TURN_LEFT:
-                x, y = _cell_move(layout, x, y, round(c), round(s), a)
-            else:
-                th = _wrap(th + (turn if a == TURN_LEFT else -turn))
-            poses[step] = (x, y, th)
-            actions[step] = a
-            continue
-        if a == FORWARD:
+        if config.cell_moves and a < TURN_LEFT:  # turns are the same, with turn = 90 degrees
+            x, y = _cell_move(layout, x, y, round(c), round(s), a)
+        elif a == FORWARD:
             dx, dy = config.move_step * c, config.move_step * s
         elif a == BACKWARD:
             dx, dy = -config.side_step * c, -config.side_step * s

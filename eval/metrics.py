@@ -16,6 +16,7 @@ The video FVD is in `eval.fvd`.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,7 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 # that an exact copy (MSE 0) counts as a very good frame and not as an unbounded one
 # that would dominate a mean over frames (copying the last frame in a world where views
 # recur exactly, docs/cpu_world.md).
-PSNR_MAX_DB = float(10.0 * jnp.log10(12.0 * 255.0 ** 2))
+PSNR_MAX_DB = 10.0 * math.log10(12.0 * 255.0 ** 2)
 
 
 def psnr(x: jax.Array, y: jax.Array, data_range: float = 1.0) -> jax.Array:

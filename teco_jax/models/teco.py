@@ -180,6 +180,10 @@ class TECO(nnx.Module):
         vq["z_cont"] = z
         return z_all, vq
 
+    def h_only_codes(self, h_BThwD: jax.Array) -> jax.Array:
+        """argmax D(0, h_t): the VQ-GAN codes h_t alone predicts (sampler show = "mean")."""
+        return jnp.argmax(self.decode_logits(jnp.zeros_like(h_BThwD), h_BThwD), axis=-1)
+
     def decode_logits(self, z_BThwD: jax.Array, h_BThwD: jax.Array) -> jax.Array:
         b, t = z_BThwD.shape[:2]
         flat = lambda x: x.reshape((b * t,) + x.shape[2:])  # noqa: E731

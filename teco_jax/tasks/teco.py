@@ -106,7 +106,7 @@ def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array
         if i > 0:
             z_BThwD, _ = encode_codes(model, vq_embeddings_VE, codes_in)
         h = model.temporal(z_BThwD, a_BTA)
-        pred = jnp.argmax(model.decode_logits(jnp.zeros_like(z_BThwD), h), axis=-1).astype(codes_BTHW.dtype)
+        pred = model.h_only_codes(h).astype(codes_BTHW.dtype)
         codes_in = jnp.where(replace[:, :, None, None], pred, codes_BTHW)
     return codes_in
 
@@ -354,7 +354,7 @@ def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
     pred_codes = jnp.argmax(model.decode_logits(z_pred, h), axis=-1)
     truth = out["codes"]
     prev = take_frames(codes, out["idx"] - 1)
-    h_only = jnp.argmax(model.decode_logits(jnp.zeros_like(z_pred), h), axis=-1)
+    h_only = model.h_only_codes(h)
     return {"recon_acc": jnp.mean(jnp.argmax(out["logits"], -1) == truth),
             "next_frame_acc": jnp.mean(pred_codes == truth),
             "h_only_acc": jnp.mean(h_only == truth),
@@ -372,6 +372,6 @@ def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[
     z, _ = encode_codes(model, constants["vq_embeddings"], codes_BTHW)
     z = z.at[:, half:].set(0)
     h = model.temporal(z, model.embed_actions(actions_BT))[:, half:]
-    pred = jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), axis=-1)
+    pred = model.h_only_codes(h)
     truth = codes_BTHW[:, half:]
     return {"open_loop_acc": jnp.mean(pred == truth), "copy_last_acc": jnp.mean(codes_BTHW[:, half - 1:half] == truth)}
