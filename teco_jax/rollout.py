@@ -189,8 +189,7 @@ def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
     if not cached:
         h_all = t(state.z, model.embed_actions(actions))  # future slots hold stale z; causality hides them
         return jax.lax.dynamic_index_in_dim(h_all, length, axis=1, keepdims=False), state.cache, actions
-    z_prev = jax.lax.dynamic_index_in_dim(state.z, length - 1, axis=1, keepdims=True)
-    x = t.tokens(z_prev, model.embed_actions(action[:, None]))[:, 0]  # (B, N, width)
+    x = t.sequence_at(state.z, model.embed_actions(actions), length)  # (B, N, width)
     y, cache = t.transformer.decode(x, state.cache, jnp.ones((t.tokens_per_frame,) * 2, bool),
                                     _positions(model, length, 1))
     return t.untokens(y[:, None])[:, 0], cache, actions

@@ -11,10 +11,14 @@ from teco_jax.tasks import teco as teco_task
 from tests.tasks.test_teco_task import V, tiny_config
 
 
+def _model_and_table(**model):
+    task = teco_task.TECOTask(tiny_config(**model))
+    return task.build_model(nnx.Rngs(1)), jnp.asarray(task.vq_embeddings)
+
+
 @pytest.fixture(scope="module")
 def model_and_table():
-    task = teco_task.TECOTask(tiny_config())
-    return task.build_model(nnx.Rngs(1)), jnp.asarray(task.vq_embeddings)
+    return _model_and_table()
 
 
 @pytest.mark.parametrize("num_frames, window", [(6, 6), (9, 5)])  # within the window; sliding past it
@@ -60,12 +64,13 @@ def _reference_rollout(model, table, context, actions, window, slide, sampler):
     return jnp.stack(codes, axis=1)
 
 
-@pytest.mark.parametrize("slide", [1, 2])
-def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_table, slide):
+@pytest.mark.parametrize("slide, token_shift", [(1, False), (2, False), (2, True)])
+def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_table, slide, token_shift):
     """10 frames through a window of 5 (2 context): the cached rollout equals the written-out
-    reference, for the exact sliding window and for sliding 2 frames at a time. The sampler is
-    greedy and key-free (confidence, temperatures 0), so any difference comes from h_t."""
-    model, table = model_and_table
+    reference, for the exact sliding window and for sliding 2 frames at a time, also when each
+    temporal token reads the previous one (model.token_shift). The sampler is greedy and
+    key-free (confidence, temperatures 0), so any difference comes from h_t."""
+    model, table = _model_and_table(token_shift=True) if token_shift else model_and_table
     rng = np.random.default_rng(3)
     context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
     actions = jnp.asarray(rng.integers(0, 7, (2, 10)), jnp.int32)  # 6 = the null action

@@ -86,6 +86,11 @@ class TemporalTransformer(nnx.Module):
     Position t of the sequence holds proj(z_{t-1} (+) a_t) (a learned start block at t = 0);
     a strided conv (kernel = stride = z_ds) turns each hxw map into N tokens, a block-causal
     transformer mixes them, a transposed conv brings them back to hxw.
+
+    cfg.token_shift (not in the paper): position t also adds a linear map of position t-1's
+    input (zero at t = 0), so a single attention layer can match "this view, this action" to
+    an earlier position and read the view that followed it there (an induction head without
+    the previous-token head; docs/cpu_world.md, "Token shift").
     """
 
     def __init__(self, cfg, z_dim: int, action_dim: int, grid: tuple[int, int], *, rngs, dtype=None):
@@ -102,6 +107,8 @@ class TemporalTransformer(nnx.Module):
         self.start = _normal_param(rngs, (self.tokens_per_frame, t.width), (None, "embed"))
         self.transformer = Transformer(t.width, t.width, t.mlp_dim, t.num_heads, t.num_layers, rngs=rngs, dtype=dtype,
                                        remat=bool(cfg.get("remat", False)))
+        self.shift = (layers.dense(t.width, t.width, ("embed", None), use_bias=False, rngs=rngs, dtype=dtype)
+                      if cfg.get("token_shift", False) else None)
         self.unproj = nnx.ConvTranspose(t.width, z_dim, (cfg.z_ds, cfg.z_ds), (cfg.z_ds, cfg.z_ds), padding="VALID",
                                         use_bias=False, dtype=dtype, rngs=rngs,
                                         kernel_metadata={"out_sharding": (None, None, "embed", "conv_out")})
@@ -120,11 +127,30 @@ class TemporalTransformer(nnx.Module):
         h = self.unproj(y_BTNW.reshape(b * t, gh, gw, self.width))
         return h.reshape((b, t) + h.shape[1:])
 
+    def _start(self, b: int, dtype) -> jax.Array:
+        return jnp.broadcast_to(self.start[...].astype(dtype), (b, 1, self.tokens_per_frame, self.width))
+
     def sequence(self, z_BThwD: jax.Array, a_BTA: jax.Array) -> jax.Array:
         """The token sequence for frames 0..T-1: (B, T, N, width)."""
         x = self.tokens(z_BThwD[:, :-1], a_BTA[:, 1:])
-        start = jnp.broadcast_to(self.start[...].astype(x.dtype), (x.shape[0], 1) + x.shape[2:])
-        return jnp.concatenate([start, x], axis=1)
+        x = jnp.concatenate([self._start(x.shape[0], x.dtype), x], axis=1)
+        if self.shift is not None:
+            x = x + self.shift(jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1))
+        return x
+
+    def _input_at(self, z_BThwD: jax.Array, a_BTA: jax.Array, t: jax.Array) -> jax.Array:
+        """Frame t's tokens before the shift (the start block at t = 0): (B, 1, N, width)."""
+        z_prev = jax.lax.dynamic_index_in_dim(z_BThwD, jnp.maximum(t - 1, 0), axis=1)
+        x = self.tokens(z_prev, jax.lax.dynamic_index_in_dim(a_BTA, t, axis=1))
+        return jnp.where(t == 0, self._start(x.shape[0], x.dtype), x)
+
+    def sequence_at(self, z_BThwD: jax.Array, a_BTA: jax.Array, t: jax.Array) -> jax.Array:
+        """`sequence(z, a)[:, t]` for a traced t, computed from frames t-2..t only: (B, N, width)."""
+        x = self._input_at(z_BThwD, a_BTA, t)
+        if self.shift is not None:
+            prev = self._input_at(z_BThwD, a_BTA, jnp.maximum(t - 1, 0))
+            x = x + self.shift(jnp.where(t == 0, jnp.zeros_like(prev), prev))
+        return x[:, 0]
 
     def __call__(self, z_BThwD: jax.Array, a_BTA: jax.Array) -> jax.Array:
         x = self.sequence(z_BThwD, a_BTA)

@@ -50,8 +50,13 @@ def _h(model, e, actions):
     return model.temporal(z, model.embed_actions(actions))
 
 
-def test_causality_of_the_temporal_transformer(setup):
+@pytest.mark.parametrize("token_shift", [False, True])
+def test_causality_of_the_temporal_transformer(setup, token_shift):
     task, model, codes, actions = setup
+    if token_shift:  # each token also reads the previous one (model.token_shift): still causal
+        task = teco_task.TECOTask(tiny_config(token_shift=True))
+        model = task.build_model(nnx.Rngs(0))
+        assert model.temporal.shift is not None
     table = jnp.asarray(task.vq_embeddings)
     h = _h(model, table[codes], actions)
     for t in range(1, T):
