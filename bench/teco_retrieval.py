@@ -10,6 +10,13 @@ argmax D(0, h_t), what the rollouts show (`eval/h_only_acc` of training's evalua
 transformer that finds the earlier view in its window scores near 1 on the repeats; one
 that does not scores about the same on all three groups. In the cell-move CPU world
 (`data_gen.maze --preset cpu`) most frames are repeats (docs/cpu_world.md, "Cell moves").
+
+Some frames are easier than others whatever the context, so it then runs a control: the
+clip's first half (frames and actions) is replaced by the first half of another test clip,
+and frames of the second half (from 16 frames after the swap on) are scored twice, with the
+true first half and with the swapped one. A frame that repeats a view seen only in the first
+half loses its earlier occurrence; if the model copies it, its accuracy drops much more than
+that of the new frames (which lose only the episode's colours and layout).
 """
 
 from __future__ import annotations
@@ -58,6 +65,35 @@ def main() -> None:
     print(f"{args.workdir}: teacher-forced accuracy of argmax D(0, h_t), {count} test clips")
     for key, accs in groups.items():
         print(f"  {key:18s} {len(accs):6d} frames   accuracy {np.mean(accs) if accs else float('nan'):.3f}")
+
+    # The control: the first half swapped for another clip's.
+    control: dict[str, list[tuple[float, float]]] = {"seen only in the first half": [], "new": []}
+    for i in range(count):
+        ex, other = source[i], source[(i + 1) % len(source)]
+        codes = np.asarray(ex["codes"], np.int32)
+        actions = np.asarray(ex["actions"], np.int32)
+        half = codes.shape[0] // 2
+        swapped = codes.copy()
+        swapped[:half] = np.asarray(other["codes"], np.int32)[:half]
+        swapped_actions = actions.copy()
+        swapped_actions[:half] = np.asarray(other["actions"], np.int32)[:half]
+        runs = [h_only(jnp.asarray(c[None]), jnp.asarray(a[None])) for c, a in ((codes, actions), (swapped, swapped_actions))]
+        (pred, truth, idx), (pred_sw, truth_sw, idx_sw) = ([np.asarray(x) for x in r] for r in runs)
+        assert np.array_equal(idx, idx_sw)
+        frames = codes.reshape(codes.shape[0], -1)
+        for k, t in enumerate(idx.reshape(-1)):
+            if t < half + NEAR:
+                continue
+            first = (frames[:half] == frames[t]).all(axis=1).any()
+            second = (frames[half:t] == frames[t]).all(axis=1).any()
+            key = "seen only in the first half" if first and not second else ("new" if not first and not second else None)
+            if key:
+                control[key].append((float(np.mean(pred[0, k] == truth[0, k])), float(np.mean(pred_sw[0, k] == truth_sw[0, k]))))
+    print(f"control: frames >= {NEAR} after the middle, scored with the true first half / another clip's")
+    for key, pairs in control.items():
+        a = np.asarray(pairs).reshape(-1, 2)
+        print(f"  {key:28s} {len(a):5d} frames   accuracy {a[:, 0].mean():.3f} -> {a[:, 1].mean():.3f}   "
+              f"drop {a[:, 0].mean() - a[:, 1].mean():+.3f}")
 
 
 if __name__ == "__main__":
