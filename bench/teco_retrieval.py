@@ -1,6 +1,6 @@
 """Does a trained TECO retrieve? Teacher-forced accuracy on frames that repeat an earlier frame.
 
-    python bench/teco_retrieval.py runs/grid_a [--episodes 16]
+    python bench/teco_retrieval.py runs/grid_a [--episodes 16] [--data CODES]
 
 On the test clips of the workdir's code dataset, each frame t >= n_cond is put in one of
 three groups by its codes: "repeat, far" (equal to a frame of the clip more than 16 frames
@@ -38,12 +38,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workdir", help="a TECO training workdir")
     p.add_argument("--episodes", type=int, default=16, help="test clips to score")
+    p.add_argument("--data", default=None, help="a code dataset of the same VQ-GAN (default: the workdir's)")
     args = p.parse_args()
 
     model, config = load_model(args.workdir)
     task = tasks.get(config.task)(config)
     constants = jax.tree.map(jnp.asarray, task.constants())
-    _, splits = tfds_io.load(config.data.dir)
+    _, splits = tfds_io.load(args.data or config.data.dir)
     source = splits["test"]
 
     @jax.jit
