@@ -80,6 +80,8 @@ class FrameTransformer(nnx.Module):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="a code dataset (teco_jax.encode)")
+    p.add_argument("--test_data", default=None, help="score on this code dataset's test clips instead "
+                   "(same VQ-GAN; e.g. train on a small maze, test on the 7x7 one)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--variant", choices=("plain", "shift"), default="shift")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup 200 steps, cosine to lr/10)")
@@ -90,7 +92,7 @@ def main() -> None:
 
     _, splits = tfds_io.load(args.data)
     train_codes, train_actions = load(splits["train"])
-    test_codes, test_actions = load(splits["test"], 32)
+    test_codes, test_actions = load((tfds_io.load(args.test_data)[1] if args.test_data else splits)["test"], 32)
     groups = repeat_groups(test_codes)[:, 1:]
     # The control (as in bench/teco_retrieval.py): the first half of each clip swapped for the
     # next clip's; frames >= NEAR after the middle that repeat a view seen only in the first half
