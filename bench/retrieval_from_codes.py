@@ -89,6 +89,9 @@ def main() -> None:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
     args = p.parse_args()
+    for name in ("steps", "layers", "width", "batch"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
 
     _, splits = tfds_io.load(args.data)
     train_codes, train_actions = load(splits["train"])

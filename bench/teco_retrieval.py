@@ -40,6 +40,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=16, help="test clips to score")
     p.add_argument("--data", default=None, help="a code dataset of the same VQ-GAN (default: the workdir's)")
     args = p.parse_args()
+    if args.episodes < 1:
+        p.error(f"--episodes must be at least 1, got {args.episodes}")
 
     model, config = load_model(args.workdir)
     task = tasks.get(config.task)(config)
@@ -54,10 +56,12 @@ def main() -> None:
 
     groups: dict[str, list[float]] = {"repeat, far": [], f"repeat, within {NEAR}": [], "new": []}
     count = min(args.episodes, len(source))
+    true_runs = []  # (pred, truth, idx) per clip, reused by the control
     for i in range(count):
         ex = source[i]
         codes = np.asarray(ex["codes"], np.int32)[None]
         pred, truth, idx = (np.asarray(x) for x in h_only(jnp.asarray(codes), jnp.asarray(ex["actions"], jnp.int32)[None]))
+        true_runs.append((pred, truth, idx))
         frames = codes[0].reshape(codes.shape[1], -1)
         for k, t in enumerate(idx.reshape(-1)):
             earlier = np.flatnonzero((frames[:t] == frames[t]).all(axis=1))
@@ -78,8 +82,8 @@ def main() -> None:
         swapped[:half] = np.asarray(other["codes"], np.int32)[:half]
         swapped_actions = actions.copy()
         swapped_actions[:half] = np.asarray(other["actions"], np.int32)[:half]
-        runs = [h_only(jnp.asarray(c[None]), jnp.asarray(a[None])) for c, a in ((codes, actions), (swapped, swapped_actions))]
-        (pred, truth, idx), (pred_sw, truth_sw, idx_sw) = ([np.asarray(x) for x in r] for r in runs)
+        pred, truth, idx = true_runs[i]
+        pred_sw, truth_sw, idx_sw = (np.asarray(x) for x in h_only(jnp.asarray(swapped[None]), jnp.asarray(swapped_actions[None])))
         assert np.array_equal(idx, idx_sw)
         frames = codes.reshape(codes.shape[0], -1)
         for k, t in enumerate(idx.reshape(-1)):
