@@ -50,6 +50,21 @@ def repeat_groups(codes_BTP: np.ndarray) -> np.ndarray:
     return groups
 
 
+def control_masks(codes_BTP: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, T) bool masks of the swap control, over frames >= NEAR after the middle: frames equal
+    to a first-half frame and to none since ("seen only in the first half"), and frames equal to
+    no earlier frame ("new")."""
+    half = codes_BTP.shape[1] // 2
+    recall = np.zeros(codes_BTP.shape[:2], bool)
+    unseen = np.zeros(codes_BTP.shape[:2], bool)
+    for b, clip in enumerate(codes_BTP):
+        for t in range(half + NEAR, len(clip)):
+            first = (clip[:half] == clip[t]).all(axis=1).any()
+            later = (clip[half:t] == clip[t]).all(axis=1).any()
+            recall[b, t], unseen[b, t] = first and not later, not first and not later
+    return recall, unseen
+
+
 class FrameTransformer(nnx.Module):
     """codes_BTP, actions_BT -> logits_BTPV for frame t from frames < t and actions <= t."""
 
@@ -104,16 +119,7 @@ def main() -> None:
     swapped_codes, swapped_actions = test_codes.copy(), test_actions.copy()
     swapped_codes[:, :half], swapped_actions[:, :half] = (np.roll(x[:, :half], 1, axis=0)
                                                           for x in (test_codes, test_actions))
-    first = np.zeros(test_codes.shape[:2], bool)
-    later = np.zeros(test_codes.shape[:2], bool)
-    for b, clip in enumerate(test_codes):
-        for t in range(half + NEAR, len(clip)):
-            first[b, t] = (clip[:half] == clip[t]).all(axis=1).any()
-            later[b, t] = (clip[half:t] == clip[t]).all(axis=1).any()
-    recall = first & ~later
-    recall[:, :half + NEAR] = False
-    unseen = ~first & ~later
-    unseen[:, :half + NEAR] = False
+    recall, unseen = control_masks(test_codes)
     vocab = int(max(train_codes.max(), test_codes.max())) + 1
     num_actions = int(max(train_actions.max(), test_actions.max())) + 1
     print(f"{len(train_codes)} training clips of {train_codes.shape[1]} frames x {train_codes.shape[2]} codes; "
@@ -121,7 +127,7 @@ def main() -> None:
 
     model = FrameTransformer(train_codes.shape[2], vocab, num_actions, args.width, args.layers,
                              args.variant == "shift", rngs=nnx.Rngs(0))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, 200, args.steps, args.lr / 10)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(200, args.steps // 2), args.steps, args.lr / 10)
     opt = nnx.Optimizer(model, optax.adamw(schedule, b2=0.95, weight_decay=1e-5), wrt=nnx.Param)
 
     @nnx.jit

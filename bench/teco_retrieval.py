@@ -31,7 +31,7 @@ from teco_jax.data import tfds_io
 from teco_jax.loading import load_model
 from teco_jax.tasks import base as tasks
 
-NEAR = 16  # the benchmark's short window
+from retrieval_from_codes import NEAR, control_masks, repeat_groups  # bench/, the script's own folder
 
 
 def main() -> None:
@@ -62,10 +62,9 @@ def main() -> None:
         codes = np.asarray(ex["codes"], np.int32)[None]
         pred, truth, idx = (np.asarray(x) for x in h_only(jnp.asarray(codes), jnp.asarray(ex["actions"], jnp.int32)[None]))
         true_runs.append((pred, truth, idx))
-        frames = codes[0].reshape(codes.shape[1], -1)
+        group = repeat_groups(codes.reshape(codes.shape[:2] + (-1,)))[0]  # 0 new, 1 within NEAR, 2 older
         for k, t in enumerate(idx.reshape(-1)):
-            earlier = np.flatnonzero((frames[:t] == frames[t]).all(axis=1))
-            key = "new" if not len(earlier) else (f"repeat, within {NEAR}" if t - earlier.max() <= NEAR else "repeat, far")
+            key = ("new", f"repeat, within {NEAR}", "repeat, far")[group[t]]
             groups[key].append(float(np.mean(pred[0, k] == truth[0, k])))
     print(f"{args.workdir}: teacher-forced accuracy of argmax D(0, h_t), {count} test clips")
     for key, accs in groups.items():
@@ -85,13 +84,9 @@ def main() -> None:
         pred, truth, idx = true_runs[i]
         pred_sw, truth_sw, idx_sw = (np.asarray(x) for x in h_only(jnp.asarray(swapped[None]), jnp.asarray(swapped_actions[None])))
         assert np.array_equal(idx, idx_sw)
-        frames = codes.reshape(codes.shape[0], -1)
+        recall, unseen = (m[0] for m in control_masks(codes.reshape(1, codes.shape[0], -1)))
         for k, t in enumerate(idx.reshape(-1)):
-            if t < half + NEAR:
-                continue
-            first = (frames[:half] == frames[t]).all(axis=1).any()
-            second = (frames[half:t] == frames[t]).all(axis=1).any()
-            key = "seen only in the first half" if first and not second else ("new" if not first and not second else None)
+            key = "seen only in the first half" if recall[t] else ("new" if unseen[t] else None)
             if key:
                 control[key].append((float(np.mean(pred[0, k] == truth[0, k])), float(np.mean(pred_sw[0, k] == truth_sw[0, k]))))
     print(f"control: frames >= {NEAR} after the middle, scored with the true first half / another clip's")
