@@ -6,6 +6,8 @@ A frame transformer of TECO's `:cpu` size (2 layers, width 128, 4 heads, one tok
 reads the VQ-GAN codes of frame t-1 and action a_t at position t and predicts the 64 codes of
 frame t. With `--variant shift` position t also adds (separately embedded) frame t-2 and action
 a_{t-1}: the previous token, what `config.model.token_shift` gives TECO's temporal transformer.
+With `--variant recall` the tokens first pass through `teco_jax.nn.recall.Recall`, the built-in
+induction head that `config.model.recall` gives TECO.
 Every 250 steps it prints the accuracy on 32 test clips for frames that are new, that repeat
 a frame of the last 16, or that repeat only an older one (as bench/teco_retrieval.py groups
 them), and the swap control of bench/teco_retrieval.py. A transformer that retrieves scores
@@ -26,6 +28,7 @@ import optax
 from flax import nnx
 
 from teco_jax.data import tfds_io
+from teco_jax.nn.recall import Recall
 from teco_jax.nn.transformer import Transformer, causal_mask, sinusoidal_positions
 
 NEAR = 16
@@ -68,13 +71,15 @@ def control_masks(codes_BTP: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class FrameTransformer(nnx.Module):
     """codes_BTP, actions_BT -> logits_BTPV for frame t from frames < t and actions <= t."""
 
-    def __init__(self, positions: int, vocab: int, num_actions: int, width: int, layers: int, shift: bool, *,
+    def __init__(self, positions: int, vocab: int, num_actions: int, width: int, layers: int, variant: str, *,
                  rngs: nnx.Rngs):
+        shift = variant == "shift"
         self.positions, self.vocab, self.width = positions, vocab, width
         self.frame = nnx.Embed(positions * vocab, width, rngs=rngs)  # one table per code position
         self.action = nnx.Embed(num_actions + 1, width, rngs=rngs)
         self.prev_frame = nnx.Embed(positions * vocab, width, rngs=rngs) if shift else None
         self.prev_action = nnx.Embed(num_actions + 1, width, rngs=rngs) if shift else None
+        self.recall = Recall(1, width, width, rngs=rngs) if variant == "recall" else None
         self.start = nnx.Param(0.02 * jax.random.normal(rngs.params(), (width,)))
         self.transformer = Transformer(width, width, 4 * width, 4, layers, rngs=rngs, out_dim=positions * vocab)
 
@@ -88,6 +93,8 @@ class FrameTransformer(nnx.Module):
         if self.prev_frame is not None:
             prev = self._embed(self.prev_frame, codes_BTP[:, :-2]) + self.prev_action(actions_BT[:, 1:-1])
             x = x + jnp.concatenate([jnp.zeros((b, 2, self.width)), prev], axis=1)
+        if self.recall is not None:
+            x = x + self.recall(x[:, :, None])[:, :, 0]
         y = self.transformer(x, mask=causal_mask(t), pos_BLD=sinusoidal_positions(t, self.width)[None])
         return y.reshape(b, t, self.positions, self.vocab)
 
@@ -98,7 +105,7 @@ def main() -> None:
     p.add_argument("--test_data", default=None, help="score on this code dataset's test clips instead "
                    "(same VQ-GAN; e.g. train on a small maze, test on the 7x7 one)")
     p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--variant", choices=("plain", "shift"), default="shift")
+    p.add_argument("--variant", choices=("plain", "shift", "recall"), default="shift")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup 200 steps, cosine to lr/10)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--width", type=int, default=128)
@@ -126,7 +133,7 @@ def main() -> None:
           f"test frames new / repeat within {NEAR} / repeat older: {[int((groups == k).sum()) for k in range(3)]}")
 
     model = FrameTransformer(train_codes.shape[2], vocab, num_actions, args.width, args.layers,
-                             args.variant == "shift", rngs=nnx.Rngs(0))
+                             args.variant, rngs=nnx.Rngs(0))
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(200, args.steps // 2), args.steps, args.lr / 10)
     opt = nnx.Optimizer(model, optax.adamw(schedule, b2=0.95, weight_decay=1e-5), wrt=nnx.Param)
 

@@ -52,7 +52,7 @@ def main() -> None:
     @jax.jit
     def h_only(codes_BTHW, actions_BT):
         out = task.forward(model, codes_BTHW, actions_BT, jax.random.key(0), constants, drop_rate=0.0, train=False)
-        return model.h_only_codes(out["h"]), out["codes"], out["idx"]
+        return model.h_only_codes(out["h"], out["copy"]), out["codes"], out["idx"]
 
     groups: dict[str, list[float]] = {"repeat, far": [], f"repeat, within {NEAR}": [], "new": []}
     count = min(args.episodes, len(source))

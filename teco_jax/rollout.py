@@ -156,10 +156,11 @@ def _check_modes(sampler: Sampler) -> None:
 
 
 def _decode_frame(model: TECO, vq_embeddings: jax.Array, h_BhwD: jax.Array, prev_track_BHW: jax.Array,
-                  key: jax.Array, sampler: Sampler):
-    """(z_t the next step reads, the shown frame's VQ-GAN codes, the kept frame's codes) from h_t."""
+                  key: jax.Array, sampler: Sampler, copy_BHWE: jax.Array | None = None):
+    """(z_t the next step reads, the shown frame's VQ-GAN codes, the kept frame's codes) from h_t
+    (and, with model.recall, the recalled frame)."""
     b, gh, gw, d = h_BhwD.shape
-    decode = lambda z: jnp.argmax(model.decoder(z, h_BhwD), axis=-1).astype(jnp.int32)  # noqa: E731
+    decode = lambda z: jnp.argmax(model.decoder(z, h_BhwD, copy_BHWE), axis=-1).astype(jnp.int32)  # noqa: E731
     mean = decode(jnp.zeros_like(h_BhwD)) if "mean" in (sampler.show, sampler.feedback) else None
     if sampler.show == "sample":
         z_codes = sampler.sample(model.prior, h_BhwD.reshape(b, gh * gw, d), key).reshape(b, gh, gw)
@@ -195,6 +196,17 @@ def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
     return t.untokens(y[:, None])[:, 0], cache, actions
 
 
+def recalled_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actions: jax.Array
+                ) -> jax.Array | None:
+    """With model.recall, the recalled frame (B, H, W, E) for the slot state.length, read from the
+    kept frames of the window (slots after it are masked); None without."""
+    if not model.recall:
+        return None
+    e = jnp.take(vq_embeddings, state.codes, axis=0)
+    copy = model.recalled(state.z, model.embed_actions(actions), e)
+    return jax.lax.dynamic_index_in_dim(copy, state.length, axis=1, keepdims=False)
+
+
 def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, action: jax.Array, key: jax.Array,
                sampler: Sampler, window: int, cached: bool = True) -> tuple[RolloutState, jax.Array]:
     """Generate one frame: returns the new state and its VQ-GAN codes (B, H, W).
@@ -210,7 +222,8 @@ def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actio
     length = state.length
     h_t, cache, actions = temporal_step(model, state, action, cached)
     prev_track = jax.lax.dynamic_index_in_dim(state.codes, length - 1, axis=1, keepdims=False)
-    z_t, shown, track = _decode_frame(model, vq_embeddings, h_t, prev_track, key, sampler)
+    copy_t = recalled_at(model, vq_embeddings, state, actions)
+    z_t, shown, track = _decode_frame(model, vq_embeddings, h_t, prev_track, key, sampler, copy_t)
     z = jax.lax.dynamic_update_slice_in_dim(state.z, z_t[:, None].astype(state.z.dtype), length, axis=1)
     all_codes = jax.lax.dynamic_update_slice_in_dim(state.codes, track[:, None], length, axis=1)
     return RolloutState(cache=cache, z=z, actions=actions, codes=all_codes, length=length + 1), shown

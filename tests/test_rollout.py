@@ -55,22 +55,27 @@ def _reference_rollout(model, table, context, actions, window, slide, sampler):
         z_first, _ = model.encode(table[jnp.stack(codes[start:start + n_cond], axis=1)])
         z_win = jnp.stack([z_first[:, i] if i < n_cond else zs[start + i] for i in range(t - start)]
                           + [jnp.zeros_like(zs[0])], axis=1)  # frame t's own z: unseen by h_t
-        h_t = model.temporal(z_win, model.embed_actions(actions[:, start:t + 1]))[:, -1]
+        a_win = model.embed_actions(actions[:, start:t + 1])
+        h_t = model.temporal(z_win, a_win)[:, -1]
+        e_win = table[jnp.stack(codes[start:t] + [codes[-1]], axis=1)]  # the last slot: unseen, like z
+        copy = model.recalled(z_win, a_win, e_win)  # model.recall: the earlier frame h_t's input matched
         gh, gw, d = h_t.shape[1:]
         z_codes = sampler.sample(model.prior, h_t.reshape(b, gh * gw, d), jax.random.key(0)).reshape(b, gh, gw)
         z_t = model.codebook.lookup(z_codes).astype(h_t.dtype)
         zs.append(z_t)
-        codes.append(jnp.argmax(model.decoder(z_t, h_t), axis=-1).astype(jnp.int32))
+        codes.append(jnp.argmax(model.decoder(z_t, h_t, None if copy is None else copy[:, -1]),
+                                axis=-1).astype(jnp.int32))
     return jnp.stack(codes, axis=1)
 
 
-@pytest.mark.parametrize("slide, token_shift", [(1, False), (2, True)])
-def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_table, slide, token_shift):
+@pytest.mark.parametrize("slide, switches", [(1, False), (2, True)])
+def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_table, slide, switches):
     """10 frames through a window of 5 (2 context): the cached rollout equals the written-out
     reference, for the exact sliding window, and for sliding 2 frames at a time with each
-    temporal token reading the previous one (model.token_shift). The sampler is greedy and
-    key-free (confidence, temperatures 0), so any difference comes from h_t."""
-    model, table = _model_and_table(token_shift=True) if token_shift else model_and_table
+    temporal token reading the previous one and what followed its earlier matches
+    (model.token_shift, model.recall). The sampler is greedy and key-free (confidence,
+    temperatures 0), so any difference comes from h_t."""
+    model, table = _model_and_table(token_shift=True, recall=True) if switches else model_and_table
     rng = np.random.default_rng(3)
     context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
     actions = jnp.asarray(rng.integers(0, 7, (2, 10)), jnp.int32)  # 6 = the null action

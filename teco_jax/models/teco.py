@@ -19,6 +19,7 @@ from flax import nnx
 from teco_jax.models.maskgit import MaskGIT
 from teco_jax.nn import layers
 from teco_jax.nn.codebook import L2Codebook
+from teco_jax.nn.recall import Recall
 from teco_jax.nn.transformer import Transformer, block_causal_mask, sinusoidal_positions
 from teco_jax.nn.util import apply
 
@@ -57,10 +58,13 @@ class CondEncoder(nnx.Module):
 class CodeDecoder(nnx.Module):
     """D(z_t, h_t): concat, ResNet 8x8 -> 16x16, LayerNorm, dense to VQ-GAN code logits.
 
-    (z_BhwD, h_BhwD) -> logits_BHWV
+    (z_BhwD, h_BhwD[, copy_BHWE]) -> logits_BHWV. With copy_dim > 0 (model.recall) a dense
+    map of the recalled earlier frame's VQ-GAN embeddings is added after the upsampling,
+    where each position is one VQ-GAN code.
     """
 
-    def __init__(self, in_dim: int, depths: tuple[int, int], blocks: int, vocab: int, *, rngs, dtype=None):
+    def __init__(self, in_dim: int, depths: tuple[int, int], blocks: int, vocab: int, *, rngs, dtype=None,
+                 copy_dim: int = 0):
         d0, d1 = depths
         self.conv_in = layers.conv(in_dim, d0, 3, rngs=rngs, dtype=dtype)
         self.low = nnx.List([layers.ResBlock(d0 if i == 0 else d1, d1, rngs=rngs, dtype=dtype)
@@ -69,12 +73,19 @@ class CodeDecoder(nnx.Module):
                               for i in range(blocks)])
         self.norm = layers.layer_norm(d0, rngs=rngs, dtype=dtype)
         self.out = layers.dense(d0, vocab, axes=("embed", "vocab"), rngs=rngs, dtype=dtype)
+        self.copy_in = (layers.dense(copy_dim, d1, (None, "conv_out"), rngs=rngs, dtype=dtype)
+                        if copy_dim else None)
 
-    def __call__(self, z_BhwD: jax.Array, h_BhwD: jax.Array) -> jax.Array:
+    def __call__(self, z_BhwD: jax.Array, h_BhwD: jax.Array, copy_BHWE: jax.Array | None = None) -> jax.Array:
+        if (copy_BHWE is None) != (self.copy_in is None):
+            raise ValueError("the decoder of a TECO with model.recall needs the recalled frame (copy_BHWE), "
+                             "and one without takes none")
         x = self.conv_in(jnp.concatenate([z_BhwD, h_BhwD], axis=-1))
         for block in self.low:
             x = block(x)
         x = jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
+        if self.copy_in is not None:
+            x = x + self.copy_in(copy_BHWE.astype(x.dtype))
         for block in self.high:
             x = block(x)
         return self.out(self.norm(x))
@@ -91,6 +102,11 @@ class TemporalTransformer(nnx.Module):
     input (zero at t = 0), so a single attention layer can match "this view, this action" to
     an earlier position and read the view that followed it there (an induction head without
     the previous-token head; docs/cpu_world.md, "Token shift").
+
+    cfg.recall (not in the paper): position t also adds what followed its input the last
+    times it occurred in the window (nn/recall.py: a built-in induction head; applied before
+    the token shift), and the same weights recall that frame's VQ-GAN embeddings for the
+    decoder (TECO.recalled).
     """
 
     def __init__(self, cfg, z_dim: int, action_dim: int, grid: tuple[int, int], *, rngs, dtype=None):
@@ -109,6 +125,8 @@ class TemporalTransformer(nnx.Module):
                                        remat=bool(cfg.get("remat", False)))
         self.shift = (layers.dense(t.width, t.width, ("embed", None), use_bias=False, rngs=rngs, dtype=dtype)
                       if cfg.get("token_shift", False) else None)
+        self.recall = (Recall(self.tokens_per_frame, t.width, t.width, rngs=rngs, dtype=dtype)
+                       if cfg.get("recall", False) else None)
         self.unproj = nnx.ConvTranspose(t.width, z_dim, (cfg.z_ds, cfg.z_ds), (cfg.z_ds, cfg.z_ds), padding="VALID",
                                         use_bias=False, dtype=dtype, rngs=rngs,
                                         kernel_metadata={"out_sharding": (None, None, "embed", "conv_out")})
@@ -134,6 +152,8 @@ class TemporalTransformer(nnx.Module):
         """The token sequence for frames 0..T-1: (B, T, N, width)."""
         x = self.tokens(z_BThwD[:, :-1], a_BTA[:, 1:])
         x = jnp.concatenate([self._start(x.shape[0], x.dtype), x], axis=1)
+        if self.recall is not None:
+            x = x + self.recall(x)
         if self.shift is not None:
             x = x + self.shift(jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1))
         return x
@@ -145,12 +165,22 @@ class TemporalTransformer(nnx.Module):
         return jnp.where(t == 0, self._start(x.shape[0], x.dtype), x)
 
     def sequence_at(self, z_BThwD: jax.Array, a_BTA: jax.Array, t: jax.Array) -> jax.Array:
-        """`sequence(z, a)[:, t]` for a traced t, computed from frames t-2..t only: (B, N, width)."""
+        """`sequence(z, a)[:, t]` for a traced t, computed from frames t-2..t only (with recall,
+        from the whole window up to t): (B, N, width)."""
+        if self.recall is not None:  # reads every earlier position; frames after t are masked out
+            return jax.lax.dynamic_index_in_dim(self.sequence(z_BThwD, a_BTA), t, axis=1, keepdims=False)
         x = self._input_at(z_BThwD, a_BTA, t)
         if self.shift is not None:
             prev = self._input_at(z_BThwD, a_BTA, jnp.maximum(t - 1, 0))
             x = x + self.shift(jnp.where(t == 0, jnp.zeros_like(prev), prev))
         return x[:, 0]
+
+    def recall_weights(self, z_BThwD: jax.Array, a_BTA: jax.Array) -> jax.Array:
+        """(B, T, P): how much position t reads position p (that is, the frame p - 1 that followed
+        the input p - 1 it matched); rows sum to at most 1 (the rest: nothing matched)."""
+        x = self.tokens(z_BThwD[:, :-1], a_BTA[:, 1:])
+        x = jnp.concatenate([self._start(x.shape[0], x.dtype), x], axis=1)
+        return self.recall.weights(x)[..., 1:]
 
     def __call__(self, z_BThwD: jax.Array, a_BTA: jax.Array) -> jax.Array:
         x = self.sequence(z_BThwD, a_BTA)
@@ -166,6 +196,7 @@ class TECO(nnx.Module):
     def __init__(self, cfg, *, rngs: nnx.Rngs, dtype=None):
         self.cfg = cfg
         self.remat = bool(cfg.get("remat", False))  # recompute E, D and transformer blocks in the backward pass
+        self.recall = bool(cfg.get("recall", False))  # h_t comes with a recalled earlier frame (recalled())
         vq_hw = tuple(cfg.vq_grid)
         self.grid = (vq_hw[0] // 2, vq_hw[1] // 2)
         d = cfg.embedding_dim
@@ -182,7 +213,7 @@ class TECO(nnx.Module):
         self.prior = MaskGIT(cfg.codebook_size, self.grid, d, m.token_dim, m.width, m.mlp_dim, m.num_heads,
                              m.num_layers, rngs=rngs, dtype=dtype, remat=self.remat)
         self.decoder = CodeDecoder(2 * d, tuple(cfg.decoder.depths), cfg.decoder.blocks, cfg.vq_vocab,
-                                   rngs=rngs, dtype=dtype)
+                                   rngs=rngs, dtype=dtype, copy_dim=cfg.vq_embed_dim if self.recall else 0)
 
     # --------------------------------------------------------------- pieces
     def embed_actions(self, actions_BT: jax.Array) -> jax.Array:
@@ -206,12 +237,24 @@ class TECO(nnx.Module):
         vq["z_cont"] = z
         return z_all, vq
 
-    def h_only_codes(self, h_BThwD: jax.Array) -> jax.Array:
-        """argmax D(0, h_t): the VQ-GAN codes h_t alone predicts (sampler show = "mean")."""
-        return jnp.argmax(self.decode_logits(jnp.zeros_like(h_BThwD), h_BThwD), axis=-1)
+    def recalled(self, z_BThwD: jax.Array, a_BTA: jax.Array, e_BTHWE: jax.Array) -> jax.Array | None:
+        """With model.recall: for each frame t, the VQ-GAN embeddings of the earlier frames that
+        followed an input like frame t's, weighted by the temporal transformer's recall
+        (B, T, H, W, E; zero where nothing matched); None without. z, a and e are the frames
+        the transformer reads: frame t's result depends on frames < t and actions <= t only."""
+        if not self.recall:
+            return None
+        w_BTP = self.temporal.recall_weights(z_BThwD, a_BTA).astype(e_BTHWE.dtype)
+        e_prev = jnp.concatenate([jnp.zeros_like(e_BTHWE[:, :1]), e_BTHWE[:, :-1]], axis=1)  # p reads frame p-1
+        return jnp.einsum("btp,bphwe->bthwe", w_BTP, e_prev)
 
-    def decode_logits(self, z_BThwD: jax.Array, h_BThwD: jax.Array) -> jax.Array:
+    def h_only_codes(self, h_BThwD: jax.Array, copy_BTHWE: jax.Array | None = None) -> jax.Array:
+        """argmax D(0, h_t): the VQ-GAN codes h_t alone predicts (sampler show = "mean")."""
+        return jnp.argmax(self.decode_logits(jnp.zeros_like(h_BThwD), h_BThwD, copy_BTHWE), axis=-1)
+
+    def decode_logits(self, z_BThwD: jax.Array, h_BThwD: jax.Array, copy_BTHWE: jax.Array | None = None
+                      ) -> jax.Array:
         b, t = z_BThwD.shape[:2]
-        flat = lambda x: x.reshape((b * t,) + x.shape[2:])  # noqa: E731
-        logits = apply(self.decoder, flat(z_BThwD), flat(h_BThwD), remat=self.remat)
+        flat = lambda x: None if x is None else x.reshape((b * t,) + x.shape[2:])  # noqa: E731
+        logits = apply(self.decoder, flat(z_BThwD), flat(h_BThwD), flat(copy_BTHWE), remat=self.remat)
         return logits.reshape((b, t) + logits.shape[1:])

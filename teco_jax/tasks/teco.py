@@ -126,7 +126,8 @@ def frame_loss_sums(model: TECO, frames: dict[str, jax.Array], label_smoothing: 
     prior's activations, the largest tensors of a step without DropLoss, then exist for one
     group at a time. The sums are the same up to float rounding."""
     def sums(f):
-        logits = model.decode_logits(f["z"][None], f["h"][None])[0]
+        copy = f["copy"][None] if "copy" in f else None
+        logits = model.decode_logits(f["z"][None], f["h"][None], copy)[0]
         valid = f["valid"].astype(jnp.float32)[:, None, None]
         ce = losses.cross_entropy_per_position(logits, f["codes"], label_smoothing)
         correct = (jnp.argmax(logits, axis=-1) == f["codes"]).astype(jnp.float32)
@@ -178,6 +179,9 @@ class TECOTask(base.Task):
             rate = self.config.model.get(key, 0.0)
             if not 0.0 <= rate <= 1.0:
                 raise UserError(f"config.model.{key}={rate!r}: it is a probability, between 0 and 1")
+            if rate > 0 and key in ("blind_suffix", "scheduled_sampling") and self.config.model.get("recall", False):
+                raise UserError(f"config.model.recall copies the earlier frames the transformer read, and "
+                                f"config.model.{key}={rate!r} changes those inputs: use one or the other")
         if data_meta is None:
             return
         from teco_jax.data import tfds_io
@@ -271,15 +275,17 @@ class TECOTask(base.Task):
         if train and m.get("blind_suffix", 0.0) > 0:
             z_in = blind_suffix(jax.random.fold_in(key, 3), z_in, m.blind_suffix, m.n_cond)
         h = model.temporal(z_in, a_emb)
+        copy = model.recalled(z_in, a_emb, jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0))
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
         h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
+        copy_n = None if copy is None else take_frames(copy, idx)
         zcodes_n = take_frames(vq["codes"], idx - m.n_cond)
         if train and m.get("z_dropout", 0.0) > 0:  # the decoder must then read the frame off h_t alone
             z_n = z_dropout(jax.random.fold_in(key, 1), z_n, m.z_dropout)
-        out = dict(idx=idx, h=h_n, z=z_n, z_codes=zcodes_n, codes=codes_n, vq=vq, key=k_prior)
+        out = dict(idx=idx, h=h_n, z=z_n, z_codes=zcodes_n, codes=codes_n, vq=vq, key=k_prior, copy=copy_n)
         if decode:
-            out["logits"] = model.decode_logits(z_n, h_n)
+            out["logits"] = model.decode_logits(z_n, h_n, copy_n)
         return out
 
     def prior_condition(self, out: dict) -> jax.Array:
@@ -297,6 +303,8 @@ class TECOTask(base.Task):
         flat = lambda x: x.reshape((b * n,) + x.shape[2:])  # noqa: E731
         frames = dict(z=flat(out["z"]), h=flat(out["h"]), codes=flat(out["codes"]), tokens=tokens, masked=masked,
                       mask=mask, cond=cond.reshape(b * n, n_tok, cond.shape[-1]))
+        if out["copy"] is not None:
+            frames["copy"] = flat(out["copy"])
         sums = frame_loss_sums(model, frames, m.label_smoothing, int(m.get("loss_chunk", 0)))
         hw = out["codes"].shape[-2] * out["codes"].shape[-1]
         positions = b * n * hw
@@ -351,10 +359,10 @@ def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
                                            steps=m.sampling.confidence_steps, temperature=0.0,
                                            choice_temperature=0.0)
     z_pred = model.codebook.lookup(greedy.reshape(out["z_codes"].shape)).astype(h.dtype)
-    pred_codes = jnp.argmax(model.decode_logits(z_pred, h), axis=-1)
+    pred_codes = jnp.argmax(model.decode_logits(z_pred, h, out["copy"]), axis=-1)
     truth = out["codes"]
     prev = take_frames(codes, out["idx"] - 1)
-    h_only = model.h_only_codes(h)
+    h_only = model.h_only_codes(h, out["copy"])
     return {"recon_acc": jnp.mean(jnp.argmax(out["logits"], -1) == truth),
             "next_frame_acc": jnp.mean(pred_codes == truth),
             "h_only_acc": jnp.mean(h_only == truth),
@@ -371,7 +379,10 @@ def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[
     half = t // 2
     z, _ = encode_codes(model, constants["vq_embeddings"], codes_BTHW)
     z = z.at[:, half:].set(0)
-    h = model.temporal(z, model.embed_actions(actions_BT))[:, half:]
-    pred = model.h_only_codes(h)
+    a_emb = model.embed_actions(actions_BT)
+    h = model.temporal(z, a_emb)[:, half:]
+    e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0).at[:, half:].set(0)  # unseen, like z
+    copy = model.recalled(z, a_emb, e)
+    pred = model.h_only_codes(h, None if copy is None else copy[:, half:])
     truth = codes_BTHW[:, half:]
     return {"open_loop_acc": jnp.mean(pred == truth), "copy_last_acc": jnp.mean(codes_BTHW[:, half - 1:half] == truth)}

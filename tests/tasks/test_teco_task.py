@@ -50,13 +50,13 @@ def _h(model, e, actions):
     return model.temporal(z, model.embed_actions(actions))
 
 
-@pytest.mark.parametrize("token_shift", [False, True])
-def test_causality_of_the_temporal_transformer(setup, token_shift):
+@pytest.mark.parametrize("switches", [False, True])
+def test_causality_of_the_temporal_transformer(setup, switches):
     task, model, codes, actions = setup
-    if token_shift:  # each token also reads the previous one (model.token_shift): still causal
-        task = teco_task.TECOTask(tiny_config(token_shift=True))
+    if switches:  # tokens also read the previous one (token_shift) and earlier matches (recall): still causal
+        task = teco_task.TECOTask(tiny_config(token_shift=True, recall=True))
         model = task.build_model(nnx.Rngs(0))
-        assert model.temporal.shift is not None
+        assert model.temporal.shift is not None and model.temporal.recall is not None
     table = jnp.asarray(task.vq_embeddings)
     h = _h(model, table[codes], actions)
     for t in range(1, T):

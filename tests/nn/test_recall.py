@@ -1,0 +1,29 @@
+"""Recall: at initialisation it already reads what followed an earlier copy of the input."""
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from teco_jax.nn.recall import Recall
+
+N, W = 2, 8
+
+
+def test_a_repeated_input_reads_what_followed_its_earlier_copy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 8, N, W)).astype(np.float32)
+    x[0, 6] = x[0, 2]  # position 6 repeats position 2, so it should read position 3
+    recall = Recall(N, W, 16, rngs=nnx.Rngs(0), init_scale=30.0)
+    a = np.asarray(recall.weights(jnp.asarray(x)))[0]  # (T, 1 + T): [nothing, positions]
+    assert a[6, 1 + 3] > 0.9
+    got = np.asarray(recall(jnp.asarray(x)))[0, 6]
+    np.testing.assert_allclose(got, np.asarray(recall.value(jnp.asarray(x[0, 3]))), atol=0.2)
+
+
+def test_only_earlier_positions_are_read():
+    x = np.random.default_rng(1).normal(size=(2, 7, N, W)).astype(np.float32)
+    a = np.asarray(Recall(N, W, 16, rngs=nnx.Rngs(0)).weights(jnp.asarray(x)))
+    t, p = np.meshgrid(np.arange(7), np.arange(7), indexing="ij")
+    assert np.all(a[..., 1:][:, (p > t) | (p == 0)] == 0)  # position p is read through x_{p-1}, up to p = t
+    np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(a[:, 0, 0], 1.0)  # the first position has nothing to read
