@@ -203,7 +203,7 @@ def recalled_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, acti
     if not model.recall:
         return None
     e = jnp.take(vq_embeddings, state.codes, axis=0)
-    copy = model.recalled(state.z, model.embed_actions(actions), e)
+    copy = model.recalled(model.embed_actions(actions), e)
     return jax.lax.dynamic_index_in_dim(copy, state.length, axis=1, keepdims=False)
 
 

@@ -58,7 +58,7 @@ def _reference_rollout(model, table, context, actions, window, slide, sampler):
         a_win = model.embed_actions(actions[:, start:t + 1])
         h_t = model.temporal(z_win, a_win)[:, -1]
         e_win = table[jnp.stack(codes[start:t] + [codes[-1]], axis=1)]  # the last slot: unseen, like z
-        copy = model.recalled(z_win, a_win, e_win)  # model.recall: the earlier frame h_t's input matched
+        copy = model.recalled(a_win, e_win)  # model.recall: the earlier frame h_t's input matched
         gh, gw, d = h_t.shape[1:]
         z_codes = sampler.sample(model.prior, h_t.reshape(b, gh * gw, d), jax.random.key(0)).reshape(b, gh, gw)
         z_t = model.codebook.lookup(z_codes).astype(h_t.dtype)

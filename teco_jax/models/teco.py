@@ -19,7 +19,7 @@ from flax import nnx
 from teco_jax.models.maskgit import MaskGIT
 from teco_jax.nn import layers
 from teco_jax.nn.codebook import L2Codebook
-from teco_jax.nn.recall import Recall
+from teco_jax.nn.recall import FrameRecall, Recall
 from teco_jax.nn.transformer import Transformer, block_causal_mask, sinusoidal_positions
 from teco_jax.nn.util import apply
 
@@ -105,8 +105,7 @@ class TemporalTransformer(nnx.Module):
 
     cfg.recall (not in the paper): position t also adds what followed its input the last
     times it occurred in the window (nn/recall.py: a built-in induction head; applied before
-    the token shift), and the same weights recall that frame's VQ-GAN embeddings for the
-    decoder (TECO.recalled).
+    the token shift); TECO.recalled finds that frame's VQ-GAN embeddings for the decoder.
     """
 
     def __init__(self, cfg, z_dim: int, action_dim: int, grid: tuple[int, int], *, rngs, dtype=None):
@@ -175,13 +174,6 @@ class TemporalTransformer(nnx.Module):
             x = x + self.shift(jnp.where(t == 0, jnp.zeros_like(prev), prev))
         return x[:, 0]
 
-    def recall_weights(self, z_BThwD: jax.Array, a_BTA: jax.Array) -> jax.Array:
-        """(B, T, P): how much position t reads position p (that is, the frame p - 1 that followed
-        the input p - 1 it matched); rows sum to at most 1 (the rest: nothing matched)."""
-        x = self.tokens(z_BThwD[:, :-1], a_BTA[:, 1:])
-        x = jnp.concatenate([self._start(x.shape[0], x.dtype), x], axis=1)
-        return self.recall.weights(x)[..., 1:]
-
     def __call__(self, z_BThwD: jax.Array, a_BTA: jax.Array) -> jax.Array:
         x = self.sequence(z_BThwD, a_BTA)
         b, t, n, w = x.shape
@@ -198,6 +190,8 @@ class TECO(nnx.Module):
         self.remat = bool(cfg.get("remat", False))  # recompute E, D and transformer blocks in the backward pass
         self.recall = bool(cfg.get("recall", False))  # h_t comes with a recalled earlier frame (recalled())
         vq_hw = tuple(cfg.vq_grid)
+        self.frame_recall = (FrameRecall(vq_hw[0] * vq_hw[1] * cfg.vq_embed_dim, cfg.action_embed_dim, 64,
+                                         rngs=rngs, dtype=dtype) if self.recall else None)
         self.grid = (vq_hw[0] // 2, vq_hw[1] // 2)
         d = cfg.embedding_dim
         self.num_actions = cfg.num_actions
@@ -237,14 +231,14 @@ class TECO(nnx.Module):
         vq["z_cont"] = z
         return z_all, vq
 
-    def recalled(self, z_BThwD: jax.Array, a_BTA: jax.Array, e_BTHWE: jax.Array) -> jax.Array | None:
+    def recalled(self, a_BTA: jax.Array, e_BTHWE: jax.Array) -> jax.Array | None:
         """With model.recall: for each frame t, the VQ-GAN embeddings of the earlier frames that
-        followed an input like frame t's, weighted by the temporal transformer's recall
-        (B, T, H, W, E; zero where nothing matched); None without. z, a and e are the frames
+        followed the same view (frame t-1) and action (a_t), weighted by nn/recall.FrameRecall
+        (B, T, H, W, E; zero where nothing matched); None without. a and e are the frames
         the transformer reads: frame t's result depends on frames < t and actions <= t only."""
         if not self.recall:
             return None
-        w_BTP = self.temporal.recall_weights(z_BThwD, a_BTA).astype(e_BTHWE.dtype)
+        w_BTP = self.frame_recall.weights(e_BTHWE, a_BTA)[..., 1:].astype(e_BTHWE.dtype)
         e_prev = jnp.concatenate([jnp.zeros_like(e_BTHWE[:, :1]), e_BTHWE[:, :-1]], axis=1)  # p reads frame p-1
         return jnp.einsum("btp,bphwe->bthwe", w_BTP, e_prev)
 

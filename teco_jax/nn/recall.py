@@ -25,6 +25,25 @@ from flax import nnx
 from teco_jax.nn.layers import dense
 
 
+def _unit(x: jax.Array) -> jax.Array:
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.sum(x ** 2, axis=-1, keepdims=True) + 1e-6)
+
+
+def match_weights(k_BTK: jax.Array, log_scale: jax.Array, null: jax.Array) -> jax.Array:
+    """Softmax of position t over [nothing, positions 0..T-1] with logits exp(log_scale) times
+    <k_t, k_{p-1}> for 1 <= p <= t (keys of unit length) and times `null` for nothing (a
+    similarity threshold): (B, T, 1 + T), float32."""
+    b, t = k_BTK.shape[:2]
+    prev_BTK = jnp.concatenate([jnp.zeros_like(k_BTK[:, :1]), k_BTK[:, :-1]], axis=1)  # key of p is x_{p-1}
+    logits_BTP = jnp.exp(log_scale) * jnp.einsum("btk,bpk->btp", k_BTK, prev_BTK)
+    pos = jnp.arange(t)
+    readable = (pos[None, :] >= 1) & (pos[None, :] <= pos[:, None])
+    logits_BTP = jnp.where(readable, logits_BTP, -jnp.inf)
+    null = jnp.broadcast_to(jnp.exp(log_scale) * null, (b, t, 1))
+    return jax.nn.softmax(jnp.concatenate([null, logits_BTP], axis=-1), axis=-1)
+
+
 class Recall(nnx.Module):
     """x_BTNW -> recalled_BTNW (added to the input by the caller)."""
 
@@ -33,21 +52,39 @@ class Recall(nnx.Module):
         self.key = dense(tokens * width, key_dim, (None, None), use_bias=False, rngs=rngs, dtype=dtype)
         self.value = dense(width, width, ("embed", None), use_bias=False, rngs=rngs, dtype=dtype)
         self.log_scale = nnx.Param(jnp.asarray(math.log(init_scale), jnp.float32))  # cosine -> logit
-        self.null_logit = nnx.Param(jnp.zeros((), jnp.float32))  # the "nothing matched" slot
+        self.null = nnx.Param(jnp.zeros((), jnp.float32))  # the "nothing matched" slot's similarity
 
     def weights(self, x_BTNW: jax.Array) -> jax.Array:
         """Attention of each position over [nothing, positions 0..T-1]: (B, T, 1 + T), float32."""
         b, t = x_BTNW.shape[:2]
-        k_BTK = self.key(x_BTNW.reshape(b, t, -1)).astype(jnp.float32)
-        k_BTK = k_BTK * jax.lax.rsqrt(jnp.sum(k_BTK ** 2, axis=-1, keepdims=True) + 1e-6)
-        prev_BTK = jnp.concatenate([jnp.zeros_like(k_BTK[:, :1]), k_BTK[:, :-1]], axis=1)  # key of p is x_{p-1}
-        logits_BTP = jnp.exp(self.log_scale[...]) * jnp.einsum("btk,bpk->btp", k_BTK, prev_BTK)
-        pos = jnp.arange(t)
-        readable = (pos[None, :] >= 1) & (pos[None, :] <= pos[:, None])
-        logits_BTP = jnp.where(readable, logits_BTP, -jnp.inf)
-        null = jnp.broadcast_to(self.null_logit[...], (b, t, 1))
-        return jax.nn.softmax(jnp.concatenate([null, logits_BTP], axis=-1), axis=-1)
+        k_BTK = _unit(self.key(x_BTNW.reshape(b, t, -1)))
+        return match_weights(k_BTK, self.log_scale[...], self.null[...])
 
     def __call__(self, x_BTNW: jax.Array) -> jax.Array:
         a_BTP = self.weights(x_BTNW)[..., 1:].astype(x_BTNW.dtype)
         return jnp.einsum("btp,bpnw->btnw", a_BTP, self.value(x_BTNW))
+
+
+class FrameRecall(nnx.Module):
+    """Which earlier frame to copy: the one that followed the same view and action before.
+
+    e_BTHWE (the frames' VQ-GAN embeddings), a_BTA (actions) -> weights (B, T, 1 + T) over
+    [nothing, positions]: position t (frame t-1 and action a_t, what predicts frame t) is
+    matched against position p - 1, whose frame p - 1 is what came next there. The key is the
+    unit frame part and the unit action part, each projected, over sqrt(2), so the
+    similarity is the mean of the view's and the action's cosines; "nothing" sits at 0.75 at
+    initialisation: a match needs both. Reading frame p - 1 for p <= t uses frames < t only.
+    """
+
+    def __init__(self, frame_dim: int, action_dim: int, key_dim: int, *, rngs: nnx.Rngs, dtype=None,
+                 init_scale: float = 30.0, null: float = 0.75):
+        self.frame_key = dense(frame_dim, key_dim, (None, None), use_bias=False, rngs=rngs, dtype=dtype)
+        self.action_key = dense(action_dim, key_dim, (None, None), use_bias=False, rngs=rngs, dtype=dtype)
+        self.log_scale = nnx.Param(jnp.asarray(math.log(init_scale), jnp.float32))
+        self.null = nnx.Param(jnp.asarray(null, jnp.float32))  # half a match (view or action alone) is below it
+
+    def weights(self, e_BTHWE: jax.Array, a_BTA: jax.Array) -> jax.Array:
+        b, t = e_BTHWE.shape[:2]
+        e_prev = jnp.concatenate([jnp.zeros_like(e_BTHWE[:, :1]), e_BTHWE[:, :-1]], axis=1).reshape(b, t, -1)
+        k_BTK = jnp.concatenate([_unit(self.frame_key(e_prev)), _unit(self.action_key(a_BTA))], -1) / math.sqrt(2)
+        return match_weights(k_BTK, self.log_scale[...], self.null[...])

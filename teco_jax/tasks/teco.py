@@ -275,7 +275,7 @@ class TECOTask(base.Task):
         if train and m.get("blind_suffix", 0.0) > 0:
             z_in = blind_suffix(jax.random.fold_in(key, 3), z_in, m.blind_suffix, m.n_cond)
         h = model.temporal(z_in, a_emb)
-        copy = model.recalled(z_in, a_emb, jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0))
+        copy = model.recalled(a_emb, jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0))
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
         h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
@@ -382,7 +382,7 @@ def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[
     a_emb = model.embed_actions(actions_BT)
     h = model.temporal(z, a_emb)[:, half:]
     e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0).at[:, half:].set(0)  # unseen, like z
-    copy = model.recalled(z, a_emb, e)
+    copy = model.recalled(a_emb, e)
     pred = model.h_only_codes(h, None if copy is None else copy[:, half:])
     truth = codes_BTHW[:, half:]
     return {"open_loop_acc": jnp.mean(pred == truth), "copy_last_acc": jnp.mean(codes_BTHW[:, half - 1:half] == truth)}

@@ -49,7 +49,7 @@ def _h(model, e, actions):
     z, _ = model.encode(e)
     a = model.embed_actions(actions)
     h = model.temporal(z, a)
-    copy = model.recalled(z, a, e)  # model.recall: the recalled earlier frame, as causal as h
+    copy = model.recalled(a, e)  # model.recall: the recalled earlier frame, as causal as h
     return h if copy is None else jnp.concatenate([h.reshape(h.shape[:2] + (-1,)),
                                                    copy.reshape(copy.shape[:2] + (-1,))], axis=-1)
 
