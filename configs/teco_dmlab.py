@@ -49,7 +49,7 @@ def teco_config():
     m.scheduled_passes = 1  # > 1: predict again from the mixed inputs, so replaced frames carry compounded errors
     m.blind_suffix = 0.0  # not in the paper: P(an example's inputs are zeroed from a random frame on) (tasks/teco.py)
     m.token_shift = False  # not in the paper: each temporal token also reads the previous frame's (models/teco.py)
-    m.recall = False  # not in the paper: a built-in induction head before the temporal transformer (nn/recall.py)
+    m.recall = False  # not in the paper: built-in induction heads for h_t and the decoder (nn/recall.py)
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,
                                                 choice_temperature=4.5, slide=1, show="sample",
@@ -121,6 +121,9 @@ def cpu(c):
     # cpu_smooth world's setting) is off: a rollout that reads nothing back has no view to
     # match a place by.
     m.blind_suffix = 0.0
+    # Built-in induction heads (nn/recall.py): the lookup of an earlier view that no TECO
+    # here learned on its own in CPU time (docs/cpu_world.md, "Recall").
+    m.recall = True
     m.sampling.update(dict(show="mean", feedback="mean", temperature=0.0))
     c.data.seq_len = 128
     c.data.batch_size = 4  # twice the steps of batch 8 per CPU-minute, and more learning per minute

@@ -338,6 +338,8 @@ class TECOTask(base.Task):
             "maskgit prior": [model.prior],
             "decoder (D)": [model.decoder],
         }
+        if model.frame_recall is not None:
+            parts["frame recall (model.recall)"] = [model.frame_recall]
         counts = {k: sum(_count(p) for p in v) for k, v in parts.items()}
         counts["total (excluding the VQ-GAN)"] = count_params(model)
         return counts
