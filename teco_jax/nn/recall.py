@@ -11,7 +11,8 @@ same P for both, so identical inputs already match at initialisation), and retur
 softmax-weighted values V x_p of the positions whose predecessor matched. A learned
 "nothing matched" slot with a zero value lets a position read nothing. Only positions
 1 <= p <= t are read, so out_t depends on x_0..x_t alone: the output is as causal as the
-input sequence.
+input sequence. FrameRecall makes the same match on (previous frame, action) keys, to pick
+the earlier frame that TECO's decoder copies from (models/teco.py, TECO.recalled).
 """
 
 from __future__ import annotations
