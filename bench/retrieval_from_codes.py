@@ -104,12 +104,14 @@ def main() -> None:
     p.add_argument("data", help="a code dataset (teco_jax.encode)")
     p.add_argument("--test_data", default=None, help="score on this code dataset's test clips instead "
                    "(same VQ-GAN; e.g. train on a small maze, test on the 7x7 one)")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--variant", choices=("plain", "shift", "recall"), default="shift")
+    p.add_argument("--steps", type=int, default=1500, help="training steps (scores printed every 250)")
+    p.add_argument("--variant", choices=("plain", "shift", "recall"), default="shift",
+                   help="plain: frame t-1 and action a_t at position t; shift: also frame t-2 and a_{t-1} "
+                        "(model.token_shift); recall: the tokens first pass through nn/recall.Recall (model.recall)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup 200 steps, cosine to lr/10)")
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--layers", type=int, default=2, help="transformer layers")
+    p.add_argument("--width", type=int, default=128, help="transformer width (4 heads, MLP 4x)")
+    p.add_argument("--batch", type=int, default=8, help="training clips per step")
     args = p.parse_args()
     for name in ("steps", "layers", "width", "batch"):
         if getattr(args, name) < 1:

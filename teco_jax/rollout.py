@@ -202,9 +202,7 @@ def recalled_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, acti
     kept frames of the window (slots after it are masked); None without."""
     if not model.recall:
         return None
-    e = jnp.take(vq_embeddings, state.codes, axis=0)
-    copy = model.recalled(model.embed_actions(actions), e)
-    return jax.lax.dynamic_index_in_dim(copy, state.length, axis=1, keepdims=False)
+    return model.recalled(model.embed_actions(actions), jnp.take(vq_embeddings, state.codes, axis=0), at=state.length)
 
 
 def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, action: jax.Array, key: jax.Array,

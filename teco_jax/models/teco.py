@@ -21,7 +21,7 @@ from teco_jax.nn import layers
 from teco_jax.nn.codebook import L2Codebook
 from teco_jax.nn.recall import FrameRecall, Recall
 from teco_jax.nn.transformer import Transformer, block_causal_mask, sinusoidal_positions
-from teco_jax.nn.util import apply
+from teco_jax.nn.util import apply, shift_right
 
 
 def _normal_param(rngs: nnx.Rngs, shape, axes) -> nnx.Param:
@@ -154,7 +154,7 @@ class TemporalTransformer(nnx.Module):
         if self.recall is not None:
             x = x + self.recall(x)
         if self.shift is not None:
-            x = x + self.shift(jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1))
+            x = x + self.shift(shift_right(x))
         return x
 
     def _input_at(self, z_BThwD: jax.Array, a_BTA: jax.Array, t: jax.Array) -> jax.Array:
@@ -231,16 +231,19 @@ class TECO(nnx.Module):
         vq["z_cont"] = z
         return z_all, vq
 
-    def recalled(self, a_BTA: jax.Array, e_BTHWE: jax.Array) -> jax.Array | None:
+    def recalled(self, a_BTA: jax.Array, e_BTHWE: jax.Array, at: jax.Array | None = None) -> jax.Array | None:
         """With model.recall: for each frame t, the VQ-GAN embeddings of the earlier frames that
         followed the same view (frame t-1) and action (a_t), weighted by nn/recall.FrameRecall
         (B, T, H, W, E; zero where nothing matched); None without. a and e are the frames
-        the transformer reads: frame t's result depends on frames < t and actions <= t only."""
+        the transformer reads: frame t's result depends on frames < t and actions <= t only.
+        at: only that (traced) frame's, (B, H, W, E) (a rollout step)."""
         if not self.recall:
             return None
         w_BTP = self.frame_recall.weights(e_BTHWE, a_BTA)[..., 1:].astype(e_BTHWE.dtype)
-        e_prev = jnp.concatenate([jnp.zeros_like(e_BTHWE[:, :1]), e_BTHWE[:, :-1]], axis=1)  # p reads frame p-1
-        return jnp.einsum("btp,bphwe->bthwe", w_BTP, e_prev)
+        if at is not None:
+            w_BTP = jax.lax.dynamic_slice_in_dim(w_BTP, at, 1, axis=1)
+        copy = jnp.einsum("btp,bphwe->bthwe", w_BTP, shift_right(e_BTHWE))  # position p reads frame p-1
+        return copy if at is None else copy[:, 0]
 
     def h_only_codes(self, h_BThwD: jax.Array, copy_BTHWE: jax.Array | None = None) -> jax.Array:
         """argmax D(0, h_t): the VQ-GAN codes h_t alone predicts (sampler show = "mean")."""

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from teco_jax.nn.layers import dense
+from teco_jax.nn.util import shift_right
 
 
 def _unit(x: jax.Array) -> jax.Array:
@@ -36,8 +37,7 @@ def match_weights(k_BTK: jax.Array, log_scale: jax.Array, null: jax.Array) -> ja
     <k_t, k_{p-1}> for 1 <= p <= t (keys of unit length) and times `null` for nothing (a
     similarity threshold): (B, T, 1 + T), float32."""
     b, t = k_BTK.shape[:2]
-    prev_BTK = jnp.concatenate([jnp.zeros_like(k_BTK[:, :1]), k_BTK[:, :-1]], axis=1)  # key of p is x_{p-1}
-    logits_BTP = jnp.exp(log_scale) * jnp.einsum("btk,bpk->btp", k_BTK, prev_BTK)
+    logits_BTP = jnp.exp(log_scale) * jnp.einsum("btk,bpk->btp", k_BTK, shift_right(k_BTK))  # key of p: x_{p-1}
     pos = jnp.arange(t)
     readable = (pos[None, :] >= 1) & (pos[None, :] <= pos[:, None])
     logits_BTP = jnp.where(readable, logits_BTP, -jnp.inf)
@@ -86,6 +86,6 @@ class FrameRecall(nnx.Module):
 
     def weights(self, e_BTHWE: jax.Array, a_BTA: jax.Array) -> jax.Array:
         b, t = e_BTHWE.shape[:2]
-        e_prev = jnp.concatenate([jnp.zeros_like(e_BTHWE[:, :1]), e_BTHWE[:, :-1]], axis=1).reshape(b, t, -1)
+        e_prev = shift_right(e_BTHWE).reshape(b, t, -1)
         k_BTK = jnp.concatenate([_unit(self.frame_key(e_prev)), _unit(self.action_key(a_BTA))], -1) / math.sqrt(2)
         return match_weights(k_BTK, self.log_scale[...], self.null[...])

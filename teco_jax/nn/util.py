@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 
@@ -26,6 +27,11 @@ def count_params(module_or_state: Any) -> int:
 def _has_variables(state: nnx.State) -> bool:
     is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
     return any(is_var(v) for v in jax.tree.leaves(state, is_leaf=is_var))
+
+
+def shift_right(x_BT: jax.Array) -> jax.Array:
+    """x moved one step later along axis 1 (time), zeros at t = 0: out[:, t] = x[:, t - 1]."""
+    return jnp.concatenate([jnp.zeros_like(x_BT[:, :1]), x_BT[:, :-1]], axis=1)
 
 
 @nnx.remat

@@ -264,7 +264,8 @@ class TECOTask(base.Task):
         m = self.config.model
         k_act, k_drop, k_prior = jax.random.split(key, 3)
         actions_BT = self.conditioning_actions(model, actions_BT, k_act, train)
-        z, vq = encode_codes(model, constants["vq_embeddings"], codes_BTHW)
+        e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0)
+        z, vq = model.encode(e)
         a_emb = model.embed_actions(actions_BT)
         z_in = z  # what the temporal transformer reads
         if train and m.get("scheduled_sampling", 0.0) > 0:
@@ -275,7 +276,7 @@ class TECOTask(base.Task):
         if train and m.get("blind_suffix", 0.0) > 0:
             z_in = blind_suffix(jax.random.fold_in(key, 3), z_in, m.blind_suffix, m.n_cond)
         h = model.temporal(z_in, a_emb)
-        copy = model.recalled(a_emb, jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0))
+        copy = model.recalled(a_emb, e)
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
         h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
@@ -379,12 +380,12 @@ def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[
     open_loop_acc of argmax D(0, h_t), and copy_last_acc of the first half's last frame."""
     t = codes_BTHW.shape[1]
     half = t // 2
-    z, _ = encode_codes(model, constants["vq_embeddings"], codes_BTHW)
+    e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0)
+    z, _ = model.encode(e)
     z = z.at[:, half:].set(0)
     a_emb = model.embed_actions(actions_BT)
     h = model.temporal(z, a_emb)[:, half:]
-    e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0).at[:, half:].set(0)  # unseen, like z
-    copy = model.recalled(a_emb, e)
+    copy = model.recalled(a_emb, e.at[:, half:].set(0))  # the second half unseen, like z
     pred = model.h_only_codes(h, None if copy is None else copy[:, half:])
     truth = codes_BTHW[:, half:]
     return {"open_loop_acc": jnp.mean(pred == truth), "copy_last_acc": jnp.mean(codes_BTHW[:, half - 1:half] == truth)}
