@@ -50,6 +50,8 @@ def teco_config():
     m.blind_suffix = 0.0  # not in the paper: P(an example's inputs are zeroed from a random frame on) (tasks/teco.py)
     m.token_shift = False  # not in the paper: each temporal token also reads the previous frame's (models/teco.py)
     m.recall = False  # not in the paper: built-in induction heads for h_t and the decoder (nn/recall.py)
+    m.odometry = ""  # not in the paper: the decoder also copies the frame at the dead-reckoned pose (odometry.py);
+    #                  "fit" (fitted on the training clips when training starts) or a table, "" off
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,
                                                 choice_temperature=4.5, slide=1, show="sample",
@@ -124,6 +126,11 @@ def cpu(c):
     # Built-in induction heads (nn/recall.py): the lookup of an earlier view that no TECO
     # here learned on its own in CPU time (docs/cpu_world.md, "Recall").
     m.recall = True
+    # Dead reckoning (teco_jax/odometry.py): the decoder also copies the latest frame taken at
+    # the pose the actions lead to, so a rollout finds known places again after a view it got
+    # wrong (docs/cpu_world.md, "Odometry"). The motion per action is fitted on the training
+    # clips when training starts and stored in the run's config.
+    m.odometry = "fit"
     m.sampling.update(dict(show="mean", feedback="mean", temperature=0.0))
     c.data.seq_len = 128
     c.data.batch_size = 4  # twice the steps of batch 8 per CPU-minute, and more learning per minute

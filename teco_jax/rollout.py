@@ -198,11 +198,12 @@ def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
 
 def recalled_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actions: jax.Array
                 ) -> jax.Array | None:
-    """With model.recall, the recalled frame (B, H, W, E) for the slot state.length, read from the
-    kept frames of the window (slots after it are masked); None without."""
-    if not model.recall:
+    """With model.recall or model.odometry, the recalled frames (B, H, W, copies * E) for the slot
+    state.length, read from the kept frames of the window (slots after it are masked); None
+    without."""
+    if not model.recall and model.odometry is None:
         return None
-    return model.recalled(model.embed_actions(actions), jnp.take(vq_embeddings, state.codes, axis=0), at=state.length)
+    return model.recalled(actions, jnp.take(vq_embeddings, state.codes, axis=0), at=state.length)
 
 
 def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, action: jax.Array, key: jax.Array,

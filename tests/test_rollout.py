@@ -8,7 +8,7 @@ from flax import nnx
 
 from teco_jax import rollout
 from teco_jax.tasks import teco as teco_task
-from tests.tasks.test_teco_task import V, tiny_config
+from tests.tasks.test_teco_task import ODOMETRY, V, tiny_config
 
 
 def _model_and_table(**model):
@@ -58,7 +58,7 @@ def _reference_rollout(model, table, context, actions, window, slide, sampler):
         a_win = model.embed_actions(actions[:, start:t + 1])
         h_t = model.temporal(z_win, a_win)[:, -1]
         e_win = table[jnp.stack(codes[start:t] + [codes[-1]], axis=1)]  # the last slot: unseen, like z
-        copy = model.recalled(a_win, e_win)  # model.recall: the earlier frame h_t's input matched
+        copy = model.recalled(actions[:, start:t + 1], e_win)  # model.recall: the earlier frame h_t's input matched
         gh, gw, d = h_t.shape[1:]
         z_codes = sampler.sample(model.prior, h_t.reshape(b, gh * gw, d), jax.random.key(0)).reshape(b, gh, gw)
         z_t = model.codebook.lookup(z_codes).astype(h_t.dtype)
@@ -73,9 +73,10 @@ def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_tabl
     """10 frames through a window of 5 (2 context): the cached rollout equals the written-out
     reference, for the exact sliding window, and for sliding 2 frames at a time with each
     temporal token reading the previous one and what followed its earlier matches
-    (model.token_shift, model.recall). The sampler is greedy and key-free (confidence,
+    (model.token_shift, model.recall, model.odometry). The sampler is greedy and key-free (confidence,
     temperatures 0), so any difference comes from h_t."""
-    model, table = _model_and_table(token_shift=True, recall=True) if switches else model_and_table
+    model, table = (_model_and_table(token_shift=True, recall=True, odometry=ODOMETRY) if switches
+                    else model_and_table)
     rng = np.random.default_rng(3)
     context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
     actions = jnp.asarray(rng.integers(0, 7, (2, 10)), jnp.int32)  # 6 = the null action

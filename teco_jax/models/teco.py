@@ -19,6 +19,7 @@ from flax import nnx
 from teco_jax.models.maskgit import MaskGIT
 from teco_jax.nn import layers
 from teco_jax.nn.codebook import L2Codebook
+from teco_jax import odometry
 from teco_jax.nn.recall import FrameRecall, Recall
 from teco_jax.nn.transformer import Transformer, block_causal_mask, sinusoidal_positions
 from teco_jax.nn.util import apply, shift_right
@@ -192,6 +193,11 @@ class TECO(nnx.Module):
         vq_hw = tuple(cfg.vq_grid)
         self.frame_recall = (FrameRecall(vq_hw[0] * vq_hw[1] * cfg.vq_embed_dim, cfg.action_embed_dim, 64,
                                          rngs=rngs, dtype=dtype) if self.recall else None)
+        # odometry.Table, "fit" (resolved by the TECO task before training), or None
+        self.odometry = cfg.get("odometry", "") or None
+        if self.odometry not in (None, "fit"):
+            self.odometry = odometry.Table.parse(self.odometry, cfg.num_actions)
+        copies = int(self.recall) + int(self.odometry is not None)  # recalled frames the decoder reads
         self.grid = (vq_hw[0] // 2, vq_hw[1] // 2)
         d = cfg.embedding_dim
         self.num_actions = cfg.num_actions
@@ -207,7 +213,7 @@ class TECO(nnx.Module):
         self.prior = MaskGIT(cfg.codebook_size, self.grid, d, m.token_dim, m.width, m.mlp_dim, m.num_heads,
                              m.num_layers, rngs=rngs, dtype=dtype, remat=self.remat)
         self.decoder = CodeDecoder(2 * d, tuple(cfg.decoder.depths), cfg.decoder.blocks, cfg.vq_vocab,
-                                   rngs=rngs, dtype=dtype, copy_dim=cfg.vq_embed_dim if self.recall else 0)
+                                   rngs=rngs, dtype=dtype, copy_dim=cfg.vq_embed_dim * copies)
 
     # --------------------------------------------------------------- pieces
     def embed_actions(self, actions_BT: jax.Array) -> jax.Array:
@@ -231,18 +237,34 @@ class TECO(nnx.Module):
         vq["z_cont"] = z
         return z_all, vq
 
-    def recalled(self, a_BTA: jax.Array, e_BTHWE: jax.Array, at: jax.Array | None = None) -> jax.Array | None:
-        """With model.recall: for each frame t, the VQ-GAN embeddings of the earlier frames that
-        followed the same view (frame t-1) and action (a_t), weighted by nn/recall.FrameRecall
-        (B, T, H, W, E; zero where nothing matched); None without. a and e are the frames
-        the transformer reads: frame t's result depends on frames < t and actions <= t only.
-        at: only that (traced) frame's, (B, H, W, E) (a rollout step)."""
-        if not self.recall:
+    def recalled(self, actions_BT: jax.Array, e_BTHWE: jax.Array, at: jax.Array | None = None
+                 ) -> jax.Array | None:
+        """The earlier frames the decoder copies from, as VQ-GAN embeddings (B, T, H, W, copies * E;
+        zero where none was found), or None without model.recall and model.odometry:
+        - model.recall: the frames that followed the same view (frame t-1) and action (a_t),
+          weighted by nn/recall.FrameRecall;
+        - model.odometry: the latest frame at frame t's dead-reckoned pose (odometry.py).
+        actions (int) and e are what the transformer reads: frame t's result depends on frames
+        < t and actions <= t only. at: only that (traced) frame's, (B, H, W, copies * E)."""
+        parts = []
+        if self.recall:
+            w_BTP = self.frame_recall.weights(e_BTHWE, self.embed_actions(actions_BT))[..., 1:]
+            if at is not None:
+                w_BTP = jax.lax.dynamic_slice_in_dim(w_BTP, at, 1, axis=1)
+            parts.append(jnp.einsum("btp,bphwe->bthwe", w_BTP.astype(e_BTHWE.dtype),
+                                    shift_right(e_BTHWE)))  # position p reads frame p-1
+        if self.odometry is not None:
+            if not isinstance(self.odometry, odometry.Table):
+                raise ValueError("config.model.odometry='fit' is fitted by the TECO task on the training data "
+                                 "before training; this model was built from an unfitted config")
+            p_BT = odometry.latest_same_place(actions_BT, odometry.moved(e_BTHWE), self.odometry)
+            if at is not None:
+                p_BT = jax.lax.dynamic_slice_in_dim(p_BT, at, 1, axis=1)
+            found = (p_BT >= 0).astype(e_BTHWE.dtype)[..., None, None, None]
+            parts.append(found * jnp.take_along_axis(e_BTHWE, jnp.maximum(p_BT, 0)[..., None, None, None], axis=1))
+        if not parts:
             return None
-        w_BTP = self.frame_recall.weights(e_BTHWE, a_BTA)[..., 1:].astype(e_BTHWE.dtype)
-        if at is not None:
-            w_BTP = jax.lax.dynamic_slice_in_dim(w_BTP, at, 1, axis=1)
-        copy = jnp.einsum("btp,bphwe->bthwe", w_BTP, shift_right(e_BTHWE))  # position p reads frame p-1
+        copy = jnp.concatenate(parts, axis=-1)
         return copy if at is None else copy[:, 0]
 
     def h_only_codes(self, h_BThwD: jax.Array, copy_BTHWE: jax.Array | None = None) -> jax.Array:

@@ -165,6 +165,33 @@ class TECOTask(base.Task):
     name = "teco"
     batch_keys = ("codes", "actions")
 
+    def __init__(self, config):
+        super().__init__(config)
+        if config.model.get("odometry", "") == "fit":
+            self._fit_odometry()
+
+    def _fit_odometry(self, max_clips: int = 256) -> None:
+        """config.model.odometry = "fit": fit each action's motion on the training clips
+        (odometry.fit) and write the table into the config, which the run stores. Without a
+        dataset (a dry run) it stays "fit", and the model refuses to run."""
+        from teco_jax import odometry
+        from teco_jax.data import tfds_io
+
+        where = self.config.data.get("dir", "")
+        if not where or where == "random" or not Path(where).exists():
+            return
+        _, sources = tfds_io.load(where)
+        if "train" not in sources:
+            raise UserError(f"config.model.odometry='fit' fits on the train split, and {where} has none")
+        src, t = sources["train"], int(self.config.data.seq_len)
+        clips = [src[i] for i in range(min(max_clips, len(src)))]
+        actions = np.stack([np.asarray(c["actions"])[:t] for c in clips])
+        codes = np.stack([np.asarray(c["codes"])[:t] for c in clips])
+        table, rate = odometry.fit(actions, codes, int(self.config.model.num_actions))
+        print(f"model.odometry fitted on {len(clips)} training clips of {where}: {table} (the latest frame at "
+              f"the same pose shows the same view for {rate:.3f} of frames)")
+        self.config.model.odometry = str(table)
+
     def build_model(self, rngs: nnx.Rngs) -> TECO:
         return TECO(self.config.model, rngs=rngs, dtype=config_base.compute_dtype(self.config))
 
@@ -276,7 +303,7 @@ class TECOTask(base.Task):
         if train and m.get("blind_suffix", 0.0) > 0:
             z_in = blind_suffix(jax.random.fold_in(key, 3), z_in, m.blind_suffix, m.n_cond)
         h = model.temporal(z_in, a_emb)
-        copy = model.recalled(a_emb, e)
+        copy = model.recalled(actions_BT, e)
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
         h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
@@ -385,7 +412,7 @@ def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[
     z = z.at[:, half:].set(0)
     a_emb = model.embed_actions(actions_BT)
     h = model.temporal(z, a_emb)[:, half:]
-    copy = model.recalled(a_emb, e.at[:, half:].set(0))  # the second half unseen, like z
+    copy = model.recalled(actions_BT, e.at[:, half:].set(0))  # the second half unseen, like z
     pred = model.h_only_codes(h, None if copy is None else copy[:, half:])
     truth = codes_BTHW[:, half:]
     return {"open_loop_acc": jnp.mean(pred == truth), "copy_last_acc": jnp.mean(codes_BTHW[:, half - 1:half] == truth)}

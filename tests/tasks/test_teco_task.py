@@ -12,6 +12,9 @@ from teco_jax.tasks import teco as teco_task
 T, V = 6, 32
 
 
+ODOMETRY = "turn=0,0,0,0,1,3;move=1,2,3,4,0,0"  # the cpu maze's actions
+
+
 def tiny_config(**model):
     c = config_base.base()
     c.task = "teco"
@@ -49,7 +52,7 @@ def _h(model, e, actions):
     z, _ = model.encode(e)
     a = model.embed_actions(actions)
     h = model.temporal(z, a)
-    copy = model.recalled(a, e)  # model.recall: the recalled earlier frame, as causal as h
+    copy = model.recalled(actions, e)  # model.recall: the recalled earlier frame, as causal as h
     return h if copy is None else jnp.concatenate([h.reshape(h.shape[:2] + (-1,)),
                                                    copy.reshape(copy.shape[:2] + (-1,))], axis=-1)
 
@@ -57,8 +60,9 @@ def _h(model, e, actions):
 @pytest.mark.parametrize("switches", [False, True])
 def test_causality_of_the_temporal_transformer(setup, switches):
     task, model, codes, actions = setup
-    if switches:  # tokens also read the previous one (token_shift) and earlier matches (recall): still causal
-        task = teco_task.TECOTask(tiny_config(token_shift=True, recall=True))
+    if switches:  # tokens also read the previous one (token_shift) and earlier matches (recall), the decoder
+        # the frames at the dead-reckoned pose (odometry): still causal
+        task = teco_task.TECOTask(tiny_config(token_shift=True, recall=True, odometry=ODOMETRY))
         model = task.build_model(nnx.Rngs(0))
         assert model.temporal.shift is not None and model.temporal.recall is not None
     table = jnp.asarray(task.vq_embeddings)
