@@ -38,8 +38,9 @@ def test_the_match_reads_earlier_frames_and_actions_up_to_t_only():
 def test_fit_recovers_the_motion_of_each_action_from_maze_clips():
     eps = maze.generate(np.arange(12) + 10**6, maze.PRESETS["cpu"])
     table, rate = odometry.fit(eps["actions"], eps["video"], 6)
-    # turns and forward are frequent enough to pin down; the rare side steps may be unresolved
-    assert table.turn[TL] == 1 and table.turn[TR] == 3 and table.move[F] == 1
+    # turns and forward are frequent enough to pin down; the rare side steps may be unresolved.
+    # Poses are found up to a mirror image: left turns may come out as 3 quarter turns, right as 1
+    assert {table.turn[TL], table.turn[TR]} == {1, 3} and table.move[F] == 1
     assert table.turn[F] == 0 and table.move[TL] == table.move[TR] == 0
     assert rate > 0.5
 
