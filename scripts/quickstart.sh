@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/quickstart}
 EPISODES=${EPISODES:-1000}    # 128-frame episodes of 32x32 frames; 10% go to the test split
 VQ_STEPS=${VQ_STEPS:-1200}    # VQ-GAN training steps (cpu preset, ~4.5 steps/s on 2 cores)
-TECO_STEPS=${TECO_STEPS:-1500}  # TECO training steps (cpu preset, ~1.6 steps/s on 2 cores)
+TECO_STEPS=${TECO_STEPS:-1000}  # TECO training steps (cpu preset with recall and odometry, ~1.3 steps/s on 2 cores)
 VIDEOS=${VIDEOS:-16}          # test videos in the benchmark (4 groups of 4)
 mkdir -p "$RUN"
 TIMINGS="$RUN/timings.tsv"
