@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=100, help="episodes scored")
     p.add_argument("--fit_episodes", type=int, default=200, help="episodes the odometry table is fitted on")
     args = p.parse_args()
+    if args.episodes < 1 or args.fit_episodes < 1:
+        p.error(f"--episodes ({args.episodes}) and --fit_episodes ({args.fit_episodes}) must be at least 1")
     cfg = PRESETS["cpu"]
     fit_eps = generate(np.arange(args.fit_episodes) + 2 * 10**6, cfg)
     table, rate = odometry.fit(fit_eps["actions"], fit_eps["video"], 6)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from teco_jax.errors import UserError
+from teco_jax.nn.util import shift_right
 
 # Egocentric steps (forward, left) per move index; world directions per heading (quarter turns).
 MOVES = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -68,36 +69,39 @@ def moved(frames_BT: jax.Array) -> jax.Array:
     """(B, T) bool: frame s differs from frame s - 1 (False for s = 0). frames_BT...: any trailing
     dimensions (codes or embeddings)."""
     axes = tuple(range(2, frames_BT.ndim))
-    diff = jnp.any(frames_BT[:, 1:] != frames_BT[:, :-1], axis=axes)
-    return jnp.concatenate([jnp.zeros_like(diff[:, :1]), diff], axis=1)
+    return jnp.pad(jnp.any(frames_BT[:, 1:] != frames_BT[:, :-1], axis=axes), ((0, 0), (1, 0)))
 
 
 def _poses(actions_BT, moved_BT, turn_A, step_A2):
-    """Poses of the frames (heading (B, T), position (B, T, 2)) with blocked steps undone, and
-    the query poses: frame t-1's pose plus a_t's motion, assumed not blocked."""
+    """Headings (B, T) (a turn is never blocked, so a frame's heading is also its query's),
+    positions (B, T, 2) with blocked steps undone, and the query positions: frame t-1's
+    position plus a_t's step, assumed not blocked."""
     turn, step = jnp.asarray(turn_A)[actions_BT], jnp.asarray(step_A2)[actions_BT]
     turn, step = turn.at[:, 0].set(0), step.at[:, 0].set(0)  # frame 0 is the origin
     heading = jnp.cumsum(turn, axis=1) % 4
-    before = jnp.concatenate([jnp.zeros_like(heading[:, :1]), heading[:, :-1]], axis=1)
+    before = shift_right(heading)
     fwd, left = jnp.asarray(_DIRS)[before], jnp.asarray(_DIRS)[(before + 1) % 4]
     world = step[..., :1] * fwd + step[..., 1:] * left  # (B, T, 2)
     xy = jnp.cumsum(world * moved_BT[..., None], axis=1)
-    prev_xy = jnp.concatenate([jnp.zeros_like(xy[:, :1]), xy[:, :-1]], axis=1)
-    return heading, xy, heading, prev_xy + world
+    return heading, xy, shift_right(xy) + world
 
 
-def latest_same_place(actions_BT: jax.Array, moved_BT: jax.Array, table: Table) -> jax.Array:
+def latest_same_place(actions_BT: jax.Array, moved_BT: jax.Array, table: Table,
+                      at: jax.Array | None = None) -> jax.Array:
     """(B, T) int32: for each frame t the latest earlier frame p < t at frame t's dead-reckoned
-    pose, or -1. Reads moved_BT[:, :t] and actions_BT[:, :t + 1] only."""
+    pose, or -1. Reads moved_BT[:, :t] and actions_BT[:, :t + 1] only. at: only that (traced)
+    frame's, (B, 1) (a rollout step compares one query with the window, not every pair)."""
     turn, step = table.arrays()
-    return _latest(actions_BT, moved_BT, turn, step)
+    return _latest(actions_BT, moved_BT, turn, step, at)
 
 
-def _latest(actions_BT, moved_BT, turn_A, step_A2):
-    heading, xy, q_heading, q_xy = _poses(actions_BT, moved_BT, turn_A, step_A2)
+def _latest(actions_BT, moved_BT, turn_A, step_A2, at=None):
+    heading, xy, q_xy = _poses(actions_BT, moved_BT, turn_A, step_A2)
     t = actions_BT.shape[1]
+    rows = jnp.arange(t) if at is None else jnp.reshape(at, (1,))
+    q_heading, q_xy = jnp.take(heading, rows, axis=1), jnp.take(q_xy, rows, axis=1)
     same = (q_heading[:, :, None] == heading[:, None, :]) & jnp.all(q_xy[:, :, None] == xy[:, None, :], axis=-1)
-    same &= jnp.tril(jnp.ones((t, t), bool), -1)
+    same &= jnp.arange(t)[None, :] < rows[:, None]
     return jnp.max(jnp.where(same, jnp.arange(t), -1), axis=-1).astype(jnp.int32)
 
 

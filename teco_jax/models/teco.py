@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from teco_jax import odometry
 from teco_jax.models.maskgit import MaskGIT
 from teco_jax.nn import layers
 from teco_jax.nn.codebook import L2Codebook
-from teco_jax import odometry
 from teco_jax.nn.recall import FrameRecall, Recall
 from teco_jax.nn.transformer import Transformer, block_causal_mask, sinusoidal_positions
 from teco_jax.nn.util import apply, shift_right
@@ -257,9 +257,7 @@ class TECO(nnx.Module):
             if not isinstance(self.odometry, odometry.Table):
                 raise ValueError("config.model.odometry='fit' is fitted by the TECO task on the training data "
                                  "before training; this model was built from an unfitted config")
-            p_BT = odometry.latest_same_place(actions_BT, odometry.moved(e_BTHWE), self.odometry)
-            if at is not None:
-                p_BT = jax.lax.dynamic_slice_in_dim(p_BT, at, 1, axis=1)
+            p_BT = odometry.latest_same_place(actions_BT, odometry.moved(e_BTHWE), self.odometry, at)
             found = (p_BT >= 0).astype(e_BTHWE.dtype)[..., None, None, None]
             parts.append(found * jnp.take_along_axis(e_BTHWE, jnp.maximum(p_BT, 0)[..., None, None, None], axis=1))
         if not parts:

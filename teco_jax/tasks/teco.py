@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from teco_jax import config_base, losses
+from teco_jax import config_base, losses, odometry
 from teco_jax.errors import UserError
 from teco_jax.models.maskgit import mask_tokens
 from teco_jax.models.teco import TECO
@@ -174,7 +174,6 @@ class TECOTask(base.Task):
         """config.model.odometry = "fit": fit each action's motion on the training clips
         (odometry.fit) and write the table into the config, which the run stores. Without a
         dataset (a dry run) it stays "fit", and the model refuses to run."""
-        from teco_jax import odometry
         from teco_jax.data import tfds_io
 
         where = self.config.data.get("dir", "")
