@@ -30,6 +30,6 @@ setup(
         "matplotlib>=3.8,<4",  # benchmark plots (eval/plots.py, Agg backend)
     ],
     # selenium drives Debian's chromium + chromium-driver in the play-mode browser test (skipped without them)
-    extras_require={"test": ["pytest>=8,<10", "scikit-image>=0.22", "selenium>=4.20,<5"]},
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "scikit-image>=0.22", "selenium>=4.20,<5"]},
     package_data={"teco_jax.play": ["page.html"]},
 )

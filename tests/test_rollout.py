@@ -84,7 +84,7 @@ def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_tabl
                               slide=slide)
     got = rollout.rollout(model, table, context, actions, jax.random.key(5), num_frames=10, window=5,
                           sampler=sampler)
-    want = _reference_rollout(model, table, context, actions, 5, slide, sampler)
+    want = nnx.jit(_reference_rollout, static_argnums=(4, 5, 6))(model, table, context, actions, 5, slide, sampler)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
@@ -125,7 +125,7 @@ def test_encoded_feedback_is_the_teacher_forced_model_run_on_its_own_frames(mode
                               show=show, feedback=feedback)
     kw = dict(num_frames=9, window=5)
     got = rollout.rollout(model, table, context, actions, jax.random.key(5), sampler=sampler, **kw)
-    want = _reference_feedback_rollout(model, table, context, actions, 5, sampler)
+    want = nnx.jit(_reference_feedback_rollout, static_argnums=(4, 5))(model, table, context, actions, 5, sampler)
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     others = [("sample", "prior")] + [m for m in [("mean", "mean"), ("sample", "shown"), ("sample", "mean")]
                                       if m != (show, feedback)]

@@ -60,16 +60,30 @@ def test_gradients_go_to_their_own_objective():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("vqgan")
+def _train(tmp, train=None, **loss):
     written = write_episodes(tmp / "src", {"train": 8, "test": 4}, size=32, length=4)
     from teco_jax.data import tfds_io
 
     tfds_io.build_from_episodes(tmp / "src", tmp / "tfds", name="frames32", num_actions=6)
-    cfg = tiny_config(tmp / "tfds", lpips_weight=0.1, disc_start=1)
+    cfg = tiny_config(tmp / "tfds", **loss)
+    cfg.train.update(train or {})
     state = trainer.Trainer(cfg, tmp / "run").train()
     return tmp, state, written
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Three steps with the GAN and LPIPS losses, evaluation and sample images."""
+    return _train(tmp_path_factory.mktemp("vqgan"), lpips_weight=0.1, disc_start=1)
+
+
+@pytest.fixture(scope="module")
+def vqgan_run(tmp_path_factory):
+    """A VQ-GAN run directory to read codes from: one reconstruction-only step, no evaluation or
+    images (the GAN, LPIPS and evaluation add nothing that encoding reads, and most of the
+    compile time)."""
+    return _train(tmp_path_factory.mktemp("vqgan_run"), train=dict(num_steps=1, ckpt_every=1, image_every=0),
+                  gan_weight=0.0, disc_start=10**6)
 
 
 @pytest.mark.slow
@@ -85,11 +99,11 @@ def test_trains_with_gan_and_lpips(trained):
     assert list((tmp / "run" / "images").glob("samples_*.png"))
 
 
-def test_encode_writes_the_models_codes(trained):
+def test_encode_writes_the_models_codes(vqgan_run):
     from teco_jax import encode
     from teco_jax.data import pipeline, tfds_io
 
-    tmp, _, written = trained
+    tmp, _, written = vqgan_run
     assert encode.main(["--vqgan", str(tmp / "run"), "--data", str(tmp / "tfds"), "--out", str(tmp / "codes"),
                         "--chunk", "3"]) == 0
     meta, sources = tfds_io.load(tmp / "codes")
@@ -109,14 +123,14 @@ def test_encode_writes_the_models_codes(trained):
     np.testing.assert_array_equal(tfds_io.load(tmp / "codes2")[1]["test"][0]["codes"], sources["test"][0]["codes"])
 
 
-def test_a_teco_embedding_size_that_contradicts_its_vqgan_is_a_one_line_error(trained):
+def test_a_teco_embedding_size_that_contradicts_its_vqgan_is_a_one_line_error(vqgan_run):
     """TECO's vq_embed_dim is checked against the VQ-GAN it reads (embeddings of size 8 here) before any
     compile."""
     from teco_jax.errors import UserError
     from teco_jax.tasks.teco import TECOTask
     from tests.tasks.test_teco_task import tiny_config as teco_config
 
-    tmp, _, _ = trained
+    tmp, _, _ = vqgan_run
     task = TECOTask(teco_config(vqgan_dir=str(tmp / "run"), vq_vocab=16, vq_embed_dim=5))
     with pytest.raises(UserError, match=r"has 16 codes of dimension 8, but config.model expects vq_vocab=16, "
                                         r"vq_embed_dim=5") as e:
