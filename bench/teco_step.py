@@ -1,7 +1,7 @@
 """TECO train-step cost: compile time, step time, peak memory, FLOPs and FLOP/s.
 
     python bench/teco_step.py [--preset ""] [--batch 1] [--seq_len 300] [--rates 0.9,0.0] [--remat]
-                              [--loss_chunk N] [--steps 3]
+                              [--loss_chunk N] [--steps 3] [--conv_grad auto[,xla,taps]]
 
 For each DropLoss rate, a fresh process builds the preset's TECO (random weights, random
 int32 codes, vqgan_dir=random), compiles the Trainer's jitted train step once
@@ -43,46 +43,61 @@ def matmul_flops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
-def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, remat: bool, loss_chunk: int) -> dict:
+def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, remat: bool, loss_chunk: int,
+            conv_grads: list[str]) -> list[dict]:
+    """One row per kernel-gradient path; with several, each is compiled, then their steps alternate
+    (a, b, a, b, ...) so that a shared machine's drift falls on both alike."""
     import jax
     import numpy as np
 
     from teco_jax import config_base, parallel, trainer
+    from teco_jax.nn import conv
 
     cfg = trainer.config_replace(config_base.from_file(f"configs/teco_dmlab.py:{preset}"), **{
         "model.vqgan_dir": "random", "model.drop_loss_rate": rate, "model.remat": remat,
         "model.loss_chunk": loss_chunk,
         "data.seq_len": seq_len, "data.batch_size": batch, "mesh.shape": (1, 1, 1)})
     peak = matmul_flops() if steps else float("nan")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tr = trainer.Trainer(cfg, tmp)
         plain = trainer.Trainer(trainer.config_replace(cfg, **{"model.loss_chunk": 0}), tmp) if loss_chunk else None
-        state = tr.create_state()
         rng = np.random.default_rng(0)
         m = cfg.model
         local = {"codes": rng.integers(0, m.vq_vocab, (batch, seq_len) + tuple(m.vq_grid)).astype(np.int32),
                  "actions": rng.integers(0, m.num_actions, (batch, seq_len)).astype(np.int32)}
         data = parallel.global_batch(local, tr.mesh)
         constants = tr.device_constants()
+        states = []
         with jax.set_mesh(tr.mesh):
-            t0 = time.perf_counter()
-            compiled = tr.step_fn(data, constants).lower(state, data, constants).compile()
-            compile_s = time.perf_counter() - t0
-            flops = compiled.cost_analysis()["flops"]
-            if plain is not None:  # XLA counts a loop's body once: count the same step without the loop
-                flops = plain.step_fn(data, constants).lower(state, data, constants).cost_analysis()["flops"]
-            temp = compiled.memory_analysis().temp_size_in_bytes
-            times = []
+            for grad in conv_grads:
+                conv.KERNEL_GRAD = grad  # read when the step is traced: trace it anew
+                jax.clear_caches()
+                states.append(tr.create_state())
+                t0 = time.perf_counter()
+                compiled = tr.step_fn(data, constants).lower(states[-1], data, constants).compile()
+                compile_s = time.perf_counter() - t0
+                flops = compiled.cost_analysis()["flops"]
+                if plain is not None:  # XLA counts a loop's body once: count the same step without the loop
+                    flops = plain.step_fn(data, constants).lower(states[-1], data, constants).cost_analysis()["flops"]
+                rows.append({"rate": rate, "conv_grad": grad, "compiled": compiled, "compile_s": compile_s,
+                             "flops": flops, "xla_temp_gib": compiled.memory_analysis().temp_size_in_bytes / 2**30,
+                             "steps_s": []})
             for _ in range(steps):
-                t = time.perf_counter()
-                state, metrics = compiled(state, data, constants)
-                jax.block_until_ready(metrics)
-                times.append(time.perf_counter() - t)
-    step_s = float(np.median(times)) if times else float("nan")
-    return {"rate": rate, "compile_s": compile_s, "step_s": step_s, "steps_s": times, "flops": flops,
-            "xla_temp_gib": temp / 2**30,
-            "flops_per_s": flops / step_s, "matmul_peak": peak,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+                for i, row in enumerate(rows):
+                    t = time.perf_counter()
+                    states[i], metrics = row["compiled"](states[i], data, constants)
+                    jax.block_until_ready(metrics)
+                    row["steps_s"].append(time.perf_counter() - t)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    model_flops = {row["conv_grad"]: row["flops"] for row in rows}.get("xla")
+    for row in rows:
+        del row["compiled"]
+        if row["conv_grad"] != "xla" and model_flops:  # the taps' scan body is counted once: the model's work
+            row["flops"] = model_flops
+        row["step_s"] = float(np.median(row["steps_s"])) if row["steps_s"] else float("nan")
+        row.update(flops_per_s=row["flops"] / row["step_s"], matmul_peak=peak, peak_rss_gib=rss)
+    return rows
 
 
 def main() -> int:
@@ -95,33 +110,39 @@ def main() -> int:
     p.add_argument("--remat", action="store_true", help="model.remat=True (recompute transformer blocks)")
     p.add_argument("--loss_chunk", type=int, default=0,
                    help="model.loss_chunk (decoder and prior losses in groups of this many frames)")
+    p.add_argument("--conv_grad", default="auto",
+                   help="convolution kernel-gradient paths to measure, comma-separated: auto, xla, taps (nn/conv.py)")
     p.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)  # a child: this rate only
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.one is not None:
         print(json.dumps(measure(args.preset, args.one, args.batch, args.seq_len, args.steps, args.remat,
-                                 args.loss_chunk)))
+                                 args.loss_chunk, args.conv_grad.split(","))))
         return 0
     name = f"teco_dmlab.py:{args.preset}" if args.preset else "teco_dmlab.py (paper size)"
     print(f"{name}, batch {args.batch}, seq_len {args.seq_len}, remat {args.remat}, loss_chunk "
           f"{args.loss_chunk}, {args.steps} steps, "
           f"one process per rate", flush=True)
-    print(f"{'drop rate':>9} {'compile s':>9} {'step s (median)':>15} {'peak RSS':>9} {'XLA temp':>9} {'GFLOP/step':>10} "
+    print(f"{'drop rate':>9} {'conv grad':>9} {'compile s':>9} {'step s (median)':>15} {'peak RSS':>9} {'XLA temp':>9} {'GFLOP/step':>10} "
           f"{'GFLOP/s':>8} {'% of matmul':>11}")
+    grads = args.conv_grad.split(",")
+    if not set(grads) <= {"auto", "xla", "taps"}:
+        p.error(f"--conv_grad {args.conv_grad!r}: each path must be auto, xla or taps")
     for rate in (float(r) for r in args.rates.split(",")):
         cmd = [sys.executable, __file__, "--preset", args.preset, "--batch", str(args.batch), "--seq_len",
-               str(args.seq_len), "--steps", str(args.steps), "--one", str(rate), "--loss_chunk", str(args.loss_chunk)]
+               str(args.seq_len), "--steps", str(args.steps), "--one", str(rate), "--loss_chunk", str(args.loss_chunk),
+               "--conv_grad", args.conv_grad]
         cmd += ["--remat"] if args.remat else []
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if out.returncode:
             print(f"{rate:9.1f} failed (rc {out.returncode}): {out.stderr.strip().splitlines()[-1:]}", flush=True)
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{rate:9.1f} {r['compile_s']:9.1f} {r['step_s']:15.2f} {r['peak_rss_gib']:7.2f} G "
-              f"{r['xla_temp_gib']:7.2f} G "
-              f"{r['flops'] / 1e9:10.0f} {r['flops_per_s'] / 1e9:8.1f} {r['flops_per_s'] / r['matmul_peak']:10.0%}  "
-              f"(steps {', '.join(f'{s:.2f}' for s in r['steps_s'])}; matmul {r['matmul_peak'] / 1e9:.0f} GFLOP/s)",
-              flush=True)
+        for r in json.loads(out.stdout.strip().splitlines()[-1]):
+            print(f"{rate:9.1f} {r['conv_grad']:>9} {r['compile_s']:9.1f} {r['step_s']:15.2f} {r['peak_rss_gib']:7.2f} G "
+                  f"{r['xla_temp_gib']:7.2f} G "
+                  f"{r['flops'] / 1e9:10.0f} {r['flops_per_s'] / 1e9:8.1f} {r['flops_per_s'] / r['matmul_peak']:10.0%}  "
+                  f"(steps {', '.join(f'{s:.2f}' for s in r['steps_s'])}; matmul {r['matmul_peak'] / 1e9:.0f} GFLOP/s)",
+                  flush=True)
     return 0
 
 

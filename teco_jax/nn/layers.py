@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from teco_jax import parallel
+from teco_jax.nn import conv as conv_ops
 
 Axes = tuple[str | None, ...]
 
@@ -33,7 +34,8 @@ def dense(in_features: int, out_features: int, axes: Axes = ("embed", "mlp"), *,
 
 class Conv(nnx.Conv):
     """nnx.Conv whose output keeps the batch layout when traced under a device mesh (a
-    workaround for an XLA partitioner bug; see parallel.constrain_batch)."""
+    workaround for an XLA partitioner bug; see parallel.constrain_batch) and whose kernel
+    gradient is fast on CPU (nn/conv.py)."""
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         return parallel.constrain_batch(super().__call__(inputs))
@@ -46,7 +48,8 @@ def conv(in_features: int, out_features: int, kernel_size: int | Sequence[int] =
     ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     kw = {} if kernel_init is None else {"kernel_init": kernel_init}
     return Conv(in_features, out_features, ks, strides, padding=padding, use_bias=use_bias, dtype=dtype,
-                rngs=rngs, kernel_metadata={"out_sharding": (None,) * len(ks) + tuple(axes)},
+                rngs=rngs, conv_general_dilated=conv_ops.conv_general_dilated,
+                kernel_metadata={"out_sharding": (None,) * len(ks) + tuple(axes)},
                 bias_metadata={"out_sharding": tuple(axes[-1:])}, **kw)
 
 
