@@ -114,6 +114,8 @@ def main() -> int:
                    help="convolution kernel-gradient paths to measure, comma-separated: auto, xla, taps (nn/conv.py)")
     p.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)  # a child: this rate only
     args = p.parse_args()
+    if not set(args.conv_grad.split(",")) <= {"auto", "xla", "taps"}:
+        p.error(f"--conv_grad {args.conv_grad!r}: each path must be auto, xla or taps")
     sys.path.insert(0, str(ROOT))
     if args.one is not None:
         print(json.dumps(measure(args.preset, args.one, args.batch, args.seq_len, args.steps, args.remat,
@@ -125,9 +127,6 @@ def main() -> int:
           f"one process per rate", flush=True)
     print(f"{'drop rate':>9} {'conv grad':>9} {'compile s':>9} {'step s (median)':>15} {'peak RSS':>9} {'XLA temp':>9} {'GFLOP/step':>10} "
           f"{'GFLOP/s':>8} {'% of matmul':>11}")
-    grads = args.conv_grad.split(",")
-    if not set(grads) <= {"auto", "xla", "taps"}:
-        p.error(f"--conv_grad {args.conv_grad!r}: each path must be auto, xla or taps")
     for rate in (float(r) for r in args.rates.split(",")):
         cmd = [sys.executable, __file__, "--preset", args.preset, "--batch", str(args.batch), "--seq_len",
                str(args.seq_len), "--steps", str(args.steps), "--one", str(rate), "--loss_chunk", str(args.loss_chunk),

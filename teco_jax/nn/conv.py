@@ -1,12 +1,12 @@
 """A drop-in `lax.conv_general_dilated` whose kernel gradient is fast on XLA:CPU.
 
 XLA:CPU computes a convolution's kernel gradient as a convolution over the batch, which
-runs at 17-19 GFLOP/s on this 2-core CPU for the TECO encoder's 3x3 convolutions on 16x16
-maps (input gradient 89, forward 95, dense matmul peak 114 that day;
-`python bench/conv_grad.py`). For a stride-1 convolution the kernel gradient is, per
-kernel tap k, one matmul: dW[k] = sum over batch and positions of x_pad[s + k] dy[s]^T.
-This module computes it that way (3x faster there) and leaves the forward pass and the
-input gradient to XLA. Other backends, strided, dilated or grouped convolutions use
+runs at 20 GFLOP/s on this 2-core CPU for the TECO encoder's 3x3 convolutions on 16x16
+maps at 300 frames (input gradient 84-97, matmul peak 118 that day; `python
+bench/conv_grad.py`). For a stride-1 convolution the kernel gradient is, per kernel tap k,
+one matmul: dW[k] = sum over batch and positions of x_pad[s + k] dy[s]^T. This module
+computes it that way (50 GFLOP/s there) and leaves the forward pass and the input gradient
+to XLA. Other backends, strided, dilated or grouped convolutions use
 `lax.conv_general_dilated` unchanged.
 
 Dimension keys: N batch, S spatial positions (any number of spatial axes), C input
@@ -57,7 +57,7 @@ def _kernel_grad_by_taps(x_NSC, dy_NSD, kernel_shape, pads, precision):
                                      precision=precision, preferred_element_type=jnp.float32)
 
     _, taps = lax.scan(tap, None, offsets)
-    return taps.reshape(kernel_shape).astype(x_NSC.dtype)
+    return taps.reshape(kernel_shape)  # float32
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -87,7 +87,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     def bwd(res, dy):
         x, w = res
         _, input_grad = jax.vjp(lambda x_: forward(x_, w), x)  # XLA's own: fast, and dropped when unused
-        return input_grad(dy)[0], _kernel_grad_by_taps(x, dy.astype(x.dtype), w.shape, pads, precision).astype(w.dtype)
+        kernel_grad = _kernel_grad_by_taps(x, dy.astype(x.dtype), w.shape, pads, precision)
+        return input_grad(dy)[0], kernel_grad.astype(w.dtype)
 
     conv.defvjp(fwd, bwd)
     return conv(lhs, rhs)
