@@ -1,16 +1,19 @@
 """TECO train-step cost: compile time, step time, peak memory, FLOPs and FLOP/s.
 
     python bench/teco_step.py [--preset ""] [--batch 1] [--seq_len 300] [--rates 0.9,0.0] [--remat]
-                              [--loss_chunk N] [--steps 3] [--conv_grad auto[,xla,taps]]
+                              [--loss_chunk N] [--steps 3] [--conv auto[,xla,taps,winograd]]
 
 For each DropLoss rate, a fresh process builds the preset's TECO (random weights, random
 int32 codes, vqgan_dir=random), compiles the Trainer's jitted train step once
 (`lower().compile()`, timed), runs it `--steps` times and prints: compile seconds, the
 median step time, peak resident memory (the process's ru_maxrss: parameters, Adam state,
 activations, XLA's buffers), XLA's temporary buffer size for the step (its activations:
-deterministic, unlike RSS), XLA's FLOP count for the step and FLOP/s (with --loss_chunk, of the
-same step without it: the model's work, not counting recomputation), next to this
-machine's dense float32 matmul FLOP/s measured in the same process. `--steps 0` compiles
+deterministic, unlike RSS), the model's FLOPs per step and FLOP/s, next to this machine's dense
+float32 matmul FLOP/s measured in the same process. The model's FLOPs are XLA's count for the
+same step with direct convolutions (`conv.IMPL = "xla"`) and without --loss_chunk: the work
+done, not what a path spends on it (Winograd spends fewer, recomputation more), so FLOP/s is
+an effective rate. `--conv` takes several convolution paths (teco_jax/nn/conv.py): each is
+compiled, then their steps alternate, so a shared machine's drift falls on all alike. `--steps 0` compiles
 only (compile time, XLA temp, FLOPs). The defaults are the
 paper preset at batch 1 and 300 frames, the setting the official code was measured in.
 """
@@ -44,9 +47,9 @@ def matmul_flops(n: int = 2048, reps: int = 10) -> float:
 
 
 def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, remat: bool, loss_chunk: int,
-            conv_grads: list[str]) -> list[dict]:
-    """One row per kernel-gradient path; with several, each is compiled, then their steps alternate
-    (a, b, a, b, ...) so that a shared machine's drift falls on both alike."""
+            convs: list[str]) -> list[dict]:
+    """One row per convolution path; with several, each is compiled, then their steps alternate
+    (a, b, a, b, ...) so that a shared machine's drift falls on all alike."""
     import jax
     import numpy as np
 
@@ -70,18 +73,19 @@ def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, rema
         constants = tr.device_constants()
         states = []
         with jax.set_mesh(tr.mesh):
-            for grad in conv_grads:
-                conv.KERNEL_GRAD = grad  # read when the step is traced: trace it anew
+            conv.IMPL = "xla"  # the model's work: direct convolutions, no loss-chunk loop (XLA counts a body once)
+            jax.clear_caches()
+            model_flops = (plain or tr).step_fn(data, constants).lower(tr.create_state(), data,
+                                                                     constants).cost_analysis()["flops"]
+            for impl in convs:
+                conv.IMPL = impl  # read when the step is traced: trace it anew
                 jax.clear_caches()
                 states.append(tr.create_state())
                 t0 = time.perf_counter()
                 compiled = tr.step_fn(data, constants).lower(states[-1], data, constants).compile()
                 compile_s = time.perf_counter() - t0
-                flops = compiled.cost_analysis()["flops"]
-                if plain is not None:  # XLA counts a loop's body once: count the same step without the loop
-                    flops = plain.step_fn(data, constants).lower(states[-1], data, constants).cost_analysis()["flops"]
-                rows.append({"rate": rate, "conv_grad": grad, "compiled": compiled, "compile_s": compile_s,
-                             "flops": flops, "xla_temp_gib": compiled.memory_analysis().temp_size_in_bytes / 2**30,
+                rows.append({"rate": rate, "conv": impl, "compiled": compiled, "compile_s": compile_s,
+                             "flops": model_flops, "xla_temp_gib": compiled.memory_analysis().temp_size_in_bytes / 2**30,
                              "steps_s": []})
             for _ in range(steps):
                 for i, row in enumerate(rows):
@@ -90,17 +94,17 @@ def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, rema
                     jax.block_until_ready(metrics)
                     row["steps_s"].append(time.perf_counter() - t)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    model_flops = {row["conv_grad"]: row["flops"] for row in rows}.get("xla")
     for row in rows:
         del row["compiled"]
-        if row["conv_grad"] != "xla" and model_flops:  # the taps' scan body is counted once: the model's work
-            row["flops"] = model_flops
         row["step_s"] = float(np.median(row["steps_s"])) if row["steps_s"] else float("nan")
         row.update(flops_per_s=row["flops"] / row["step_s"], matmul_peak=peak, peak_rss_gib=rss)
     return rows
 
 
 def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from teco_jax.nn.conv import IMPLS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="", help='"" (paper size), tiny or cpu')
     p.add_argument("--batch", type=int, default=1)
@@ -110,34 +114,33 @@ def main() -> int:
     p.add_argument("--remat", action="store_true", help="model.remat=True (recompute transformer blocks)")
     p.add_argument("--loss_chunk", type=int, default=0,
                    help="model.loss_chunk (decoder and prior losses in groups of this many frames)")
-    p.add_argument("--conv_grad", default="auto",
-                   help="convolution kernel-gradient paths to measure, comma-separated: auto, xla, taps (nn/conv.py)")
+    p.add_argument("--conv", default="auto",
+                   help="convolution paths to measure, comma-separated: " + ", ".join(IMPLS) + " (nn/conv.py)")
     p.add_argument("--one", type=float, default=None, help=argparse.SUPPRESS)  # a child: this rate only
     args = p.parse_args()
-    if not set(args.conv_grad.split(",")) <= {"auto", "xla", "taps"}:
-        p.error(f"--conv_grad {args.conv_grad!r}: each path must be auto, xla or taps")
-    sys.path.insert(0, str(ROOT))
+    if not set(args.conv.split(",")) <= set(IMPLS):
+        p.error(f"--conv {args.conv!r}: each path must be one of " + ", ".join(IMPLS))
     if args.one is not None:
         print(json.dumps(measure(args.preset, args.one, args.batch, args.seq_len, args.steps, args.remat,
-                                 args.loss_chunk, args.conv_grad.split(","))))
+                                 args.loss_chunk, args.conv.split(","))))
         return 0
     name = f"teco_dmlab.py:{args.preset}" if args.preset else "teco_dmlab.py (paper size)"
     print(f"{name}, batch {args.batch}, seq_len {args.seq_len}, remat {args.remat}, loss_chunk "
           f"{args.loss_chunk}, {args.steps} steps, "
           f"one process per rate", flush=True)
-    print(f"{'drop rate':>9} {'conv grad':>9} {'compile s':>9} {'step s (median)':>15} {'peak RSS':>9} {'XLA temp':>9} {'GFLOP/step':>10} "
+    print(f"{'drop rate':>9} {'conv':>9} {'compile s':>9} {'step s (median)':>15} {'peak RSS':>9} {'XLA temp':>9} {'GFLOP/step':>10} "
           f"{'GFLOP/s':>8} {'% of matmul':>11}")
     for rate in (float(r) for r in args.rates.split(",")):
         cmd = [sys.executable, __file__, "--preset", args.preset, "--batch", str(args.batch), "--seq_len",
                str(args.seq_len), "--steps", str(args.steps), "--one", str(rate), "--loss_chunk", str(args.loss_chunk),
-               "--conv_grad", args.conv_grad]
+               "--conv", args.conv]
         cmd += ["--remat"] if args.remat else []
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if out.returncode:
             print(f"{rate:9.1f} failed (rc {out.returncode}): {out.stderr.strip().splitlines()[-1:]}", flush=True)
             continue
         for r in json.loads(out.stdout.strip().splitlines()[-1]):
-            print(f"{rate:9.1f} {r['conv_grad']:>9} {r['compile_s']:9.1f} {r['step_s']:15.2f} {r['peak_rss_gib']:7.2f} G "
+            print(f"{rate:9.1f} {r['conv']:>9} {r['compile_s']:9.1f} {r['step_s']:15.2f} {r['peak_rss_gib']:7.2f} G "
                   f"{r['xla_temp_gib']:7.2f} G "
                   f"{r['flops'] / 1e9:10.0f} {r['flops_per_s'] / 1e9:8.1f} {r['flops_per_s'] / r['matmul_peak']:10.0%}  "
                   f"(steps {', '.join(f'{s:.2f}' for s in r['steps_s'])}; matmul {r['matmul_peak'] / 1e9:.0f} GFLOP/s)",

@@ -1,16 +1,33 @@
-"""A drop-in `lax.conv_general_dilated` whose kernel gradient is fast on XLA:CPU.
+"""A drop-in `lax.conv_general_dilated` that is fast on XLA:CPU.
 
-XLA:CPU computes a convolution's kernel gradient as a convolution over the batch, which
-runs at 20 GFLOP/s on this 2-core CPU for the TECO encoder's 3x3 convolutions on 16x16
-maps at 300 frames (input gradient 84-97, matmul peak 118 that day; `python
-bench/conv_grad.py`). For a stride-1 convolution the kernel gradient is, per kernel tap k,
-one matmul: dW[k] = sum over batch and positions of x_pad[s + k] dy[s]^T. This module
-computes it that way (50 GFLOP/s there) and leaves the forward pass and the input gradient
-to XLA. Other backends, strided, dilated or grouped convolutions use
-`lax.conv_general_dilated` unchanged.
+Which way a convolution is computed is chosen per call from `IMPL`:
+
+- "winograd": a 2-D 3x3 stride-1 convolution as Winograd's minimal filtering F(2x2, 3x3)
+  (Lavin & Gray 2016): each 4x4 input tile (stride 2) and the kernel are taken to a 4x4
+  "Winograd domain" by small fixed linear maps, where the convolution is 16 independent
+  matmuls over channels, then mapped back to 2x2 output tiles. That is 16 multiplies per
+  2x2 outputs instead of 36, so 2.25x fewer FLOPs for the forward pass; the input and
+  kernel gradients are the same 16 matmuls transposed, so they get the same saving. Only
+  x and the kernel are kept for the backward pass (the tiles are recomputed there).
+  Errors relative to the direct convolution are ~1e-6 in float32.
+- "taps": the forward pass and input gradient are XLA's, and the kernel gradient is one
+  matmul per kernel tap, dW[k] = sum over batch and positions of x_pad[s + k] dy[s]^T.
+  XLA:CPU computes a kernel gradient as a convolution over the batch, which ran at ~20
+  GFLOP/s for the TECO encoder's 16x16 maps at 300 frames; per-tap matmuls at ~50.
+- "xla": `lax.conv_general_dilated` and XLA's own gradient.
+- "auto" (the default): on the CPU backend, "winograd" for float32 2-D 3x3 stride-1
+  convolutions whose gradient is taken (training: the value is computed the same way, so
+  that it matches its gradient) and "taps" for other stride-1 ones; XLA's direct forward
+  pass wherever no gradient is taken (inference, so rollouts of a checkpoint are what they
+  were before this module); "xla" for strided, dilated or grouped convolutions and on other
+  backends (cuDNN picks its own algorithms).
+
+`python bench/conv_grad.py` measures the three on the TECO encoder's shapes.
 
 Dimension keys: N batch, S spatial positions (any number of spatial axes), C input
 channels, D output channels; inputs N...C, kernels ...CD, outputs N...D (flax's layout).
+For Winograd: A, B the 4x4 Winograd-domain points (rows, columns); h, w the number of 2x2
+output tiles along H and W.
 """
 
 from __future__ import annotations
@@ -19,10 +36,15 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-# "auto": per-tap matmuls on the CPU backend, XLA's own gradient elsewhere; "taps" or "xla" force one.
-KERNEL_GRAD = "auto"
+IMPL = "auto"  # "auto" | "winograd" | "taps" | "xla": see the module docstring
+IMPLS = ("auto", "winograd", "taps", "xla")
+
+# F(2x2, 3x3): the kernel transform G (4x3); the input transform B^T and output transform A^T
+# are written out as adds and subtracts in _tiles_1d and _untile_1d.
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
 
 
 def _channels_last(lhs_ndim: int, dimension_numbers) -> bool:
@@ -32,15 +54,23 @@ def _channels_last(lhs_ndim: int, dimension_numbers) -> bool:
     return dimension_numbers == want
 
 
-def _use_taps(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
-              batch_group_count) -> bool:
-    if KERNEL_GRAD == "xla" or (KERNEL_GRAD == "auto" and jax.default_backend() != "cpu"):
-        return False
+def _choose(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+            batch_group_count, padding) -> str:
+    """The path for one call: "winograd", "taps" or "xla" (see the module docstring)."""
+    if IMPL not in IMPLS:
+        raise ValueError(f"teco_jax.nn.conv.IMPL = {IMPL!r}: must be one of {IMPLS}")
+    if IMPL == "xla" or (IMPL == "auto" and jax.default_backend() != "cpu"):
+        return "xla"
     ones = (1,) * (lhs.ndim - 2)
-    return (lhs.ndim in (3, 4, 5) and tuple(window_strides) == ones
+    if not (tuple(window_strides) == ones
             and tuple(lhs_dilation or ones) == ones and tuple(rhs_dilation or ones) == ones
             and feature_group_count == 1 and batch_group_count == 1
-            and dimension_numbers is not None and _channels_last(lhs.ndim, dimension_numbers))
+            and dimension_numbers is not None and _channels_last(lhs.ndim, dimension_numbers)):
+        return "xla"
+    winograd_ok = (lhs.ndim == 4 and rhs.shape[:2] == (3, 3) and all(lo >= 0 and hi >= 0 for lo, hi in padding))
+    if IMPL == "winograd" or (IMPL == "auto" and lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32):
+        return "winograd" if winograd_ok else "taps"
+    return "taps"
 
 
 def _kernel_grad_by_taps(x_NSC, dy_NSD, kernel_shape, pads, precision):
@@ -60,22 +90,92 @@ def _kernel_grad_by_taps(x_NSC, dy_NSD, kernel_shape, pads, precision):
     return taps.reshape(kernel_shape)  # float32
 
 
+def _tiles_1d(x, axis: int):
+    """B^T d along `axis` (length 2n + 2) for the n overlapping 4-wide tiles at stride 2:
+    (..., 2n+2, ...) -> (4, ..., n, ...). With e = d[0::2], o = d[1::2], tile i holds
+    (e_i, o_i, e_{i+1}, o_{i+1})."""
+    n = (x.shape[axis] - 2) // 2
+    even, odd = lax.slice_in_dim(x, 0, None, 2, axis), lax.slice_in_dim(x, 1, None, 2, axis)
+    e0, e1 = lax.slice_in_dim(even, 0, n, axis=axis), lax.slice_in_dim(even, 1, n + 1, axis=axis)
+    o0, o1 = lax.slice_in_dim(odd, 0, n, axis=axis), lax.slice_in_dim(odd, 1, n + 1, axis=axis)
+    return jnp.stack([e0 - e1, o0 + e1, e1 - o0, o0 - o1])
+
+
+def _untile_1d(m):
+    """A^T m along the leading axis: (4, ...) -> (2, ...)."""
+    return jnp.stack([m[0] + m[1] + m[2], m[1] - m[2] - m[3]])
+
+
+def _winograd(x_NHWC, w_33CD, pads, precision, preferred_element_type, primal=None):
+    """A 3x3 stride-1 convolution with padding `pads` as F(2x2, 3x3) (module docstring); with
+    `primal`, that function computes the value when no gradient is taken."""
+    n, height, width, _ = x_NHWC.shape
+    (top, bottom), (left, right) = pads
+    out_h, out_w = height + top + bottom - 2, width + left + right - 2
+    h, w = -(-out_h // 2), -(-out_w // 2)  # tiles per axis; an odd size is padded one more, then cropped
+    pad_width = ((0, 0), (top, 2 * h + 2 - height - top), (left, 2 * w + 2 - width - left), (0, 0))
+    out_dtype = preferred_element_type or x_NHWC.dtype
+
+    def tiles(x_NHWC):  # -> v_ABNhwC: B^T d B for every tile
+        return _tiles_1d(_tiles_1d(jnp.pad(x_NHWC, pad_width), 2), 2)
+
+    def kernel(w_33CD):  # -> u_ABCD = G w G^T
+        g = jnp.asarray(_G, w_33CD.dtype)
+        return jnp.einsum("ai,ijcd,bj->abcd", g, w_33CD, g)
+
+    def untiles(m_ABNhwD):  # -> y_NHWD: A^T m A for every tile, the 2x2 outputs put in place
+        y = jnp.moveaxis(_untile_1d(jnp.moveaxis(_untile_1d(m_ABNhwD), 1, 0)), 0, 1)  # (2 rows, 2 columns, N, h, w, D)
+        y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * h, 2 * w, y.shape[-1])
+        return y[:, :out_h, :out_w]
+
+    def matmuls(a, b, spec):
+        return jnp.einsum(spec, a, b, precision=precision, preferred_element_type=jnp.float32)
+
+    def winograd(x, w_):
+        return untiles(matmuls(tiles(x), kernel(w_), "abnhwc,abcd->abnhwd")).astype(out_dtype)
+
+    @jax.custom_vjp
+    def conv(x, w_):
+        return (primal or winograd)(x, w_)
+
+    def fwd(x, w_):
+        return winograd(x, w_), (x, w_)
+
+    def bwd(res, dy):
+        x, w_ = res
+        v_ABNhwC, tiles_t = jax.vjp(tiles, x)  # recomputed here rather than kept from the forward pass
+        u_ABCD, kernel_t = jax.vjp(kernel, w_)
+        (dm_ABNhwD,) = jax.linear_transpose(untiles, jax.ShapeDtypeStruct(
+            (4, 4, n, h, w, w_.shape[-1]), jnp.float32))(dy.astype(jnp.float32))
+        dx = tiles_t(matmuls(dm_ABNhwD, u_ABCD, "abnhwd,abcd->abnhwc").astype(x.dtype))[0]
+        dw = kernel_t(matmuls(v_ABNhwC, dm_ABNhwD, "abnhwc,abnhwd->abcd").astype(w_.dtype))[0]
+        return dx, dw
+
+    conv.defvjp(fwd, bwd)
+    return conv(x_NHWC, w_33CD)
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
-                         preferred_element_type=None, **kw):
+                         preferred_element_type=None, out_sharding=None):
     """`lax.conv_general_dilated` with the same arguments (flax's `conv_general_dilated` hook)."""
     def forward(x, w):
         return lax.conv_general_dilated(x, w, window_strides, padding, lhs_dilation=lhs_dilation,
                                         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
                                         feature_group_count=feature_group_count,
                                         batch_group_count=batch_group_count, precision=precision,
-                                        preferred_element_type=preferred_element_type, **kw)
+                                        preferred_element_type=preferred_element_type, out_sharding=out_sharding)
 
-    if not _use_taps(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
-                     batch_group_count):
+    if lhs.ndim not in (3, 4, 5) or rhs.ndim != lhs.ndim:
         return forward(lhs, rhs)
     pads = (lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding)
             if isinstance(padding, str) else tuple(tuple(p) for p in padding))
+    path = _choose(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+                   batch_group_count, pads)
+    if path == "xla":
+        return forward(lhs, rhs)
+    if path == "winograd" and out_sharding is None:  # (an explicit output sharding: the taps' XLA forward keeps it)
+        return _winograd(lhs, rhs, pads, precision, preferred_element_type, primal=forward if IMPL == "auto" else None)
 
     @jax.custom_vjp
     def conv(x, w):

@@ -1,5 +1,5 @@
-"""nn/conv.py: the per-tap kernel gradient is the convolution's gradient, exactly as XLA's
-own up to float summation order, for every layout the models use."""
+"""nn/conv.py: every path computes the convolution and its gradients as XLA's direct one does
+(up to float rounding), for every layout the models use; Winograd does it in fewer FLOPs."""
 
 import jax
 import jax.numpy as jnp
@@ -10,49 +10,118 @@ from flax import nnx
 from teco_jax.nn import conv, layers
 
 
-def _grads(kernel_grad, x, w, **conv_kw):
-    """(output, dx, dw) of sum(conv(x, w) * r) for a fixed random r, with one kernel-grad path."""
-    dn = nnx.nn.linear._conv_dimension_numbers(x.shape)  # flax's own layout: N...C, ...IO
-    old, conv.KERNEL_GRAD = conv.KERNEL_GRAD, kernel_grad
+def _with(impl, fn, *args):
+    old, conv.IMPL = conv.IMPL, impl
+    jax.clear_caches()  # the path is read when a function is traced: trace anew
     try:
+        return fn(*args)
+    finally:
+        conv.IMPL = old
+
+
+def _grads(impl, x, w, **conv_kw):
+    """(output, dx, dw, jaxpr of the gradient) of sum(conv(x, w) * r) for a fixed random r."""
+    dn = nnx.nn.linear._conv_dimension_numbers(x.shape)  # flax's own layout: N...C, ...IO
+
+    def run():
         def f(x, w):
             return conv.conv_general_dilated(x, w, dimension_numbers=dn, **conv_kw)
 
         y = f(x, w)
         r = jax.random.normal(jax.random.key(2), y.shape)
-        dx, dw = jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * r), argnums=(0, 1)))(x, w)
-        jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(f(x, w) * r), argnums=1))(x, w))
-    finally:
-        conv.KERNEL_GRAD = old
-    return y, dx, dw, jaxpr
+        loss = lambda x, w: jnp.sum(f(x, w) * r)  # noqa: E731
+        dx, dw = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+        return y, dx, dw, str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, w))
+
+    return _with(impl, run)
 
 
-@pytest.mark.parametrize("spatial, kernel, padding", [
-    ((6, 5), (3, 3), "SAME"),
+CASES = [
+    ((6, 5), (3, 3), "SAME"),  # odd width: Winograd pads one more column and crops it
+    ((8, 8), (3, 3), "SAME"),
+    ((6, 5), (3, 3), "VALID"),
+    ((6, 7), (3, 3), ((2, 1), (0, 3))),  # explicit, uneven pads
     ((6, 5), (1, 1), "SAME"),
     ((6, 5), (3, 2), "VALID"),
-    ((6, 5), (4, 3), ((2, 1), (0, 3))),  # explicit, uneven pads
+    ((6, 5), (4, 3), ((2, 1), (0, 3))),
     ((7,), (3,), "SAME"),
     ((3, 4, 5), (3, 3, 3), "SAME"),
-])
-def test_per_tap_kernel_gradient_equals_xlas(spatial, kernel, padding):
+]
+
+
+@pytest.mark.parametrize("impl", ["taps", "winograd"])
+@pytest.mark.parametrize("spatial, kernel, padding", CASES)
+def test_paths_equal_xlas_convolution_and_gradients(impl, spatial, kernel, padding):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(3, *spatial, 4)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(*kernel, 4, 5)), jnp.float32)
     kw = dict(window_strides=(1,) * len(spatial), padding=padding)
-    y_taps, dx_taps, dw_taps, jaxpr_taps = _grads("taps", x, w, **kw)
+    y, dx, dw, jaxpr = _grads(impl, x, w, **kw)
     y_xla, dx_xla, dw_xla, jaxpr_xla = _grads("xla", x, w, **kw)
-    # the two paths really differ: per-tap matmuls vs a convolution over the batch
-    assert "dot_general" in jaxpr_taps and "dot_general" not in jaxpr_xla
-    np.testing.assert_array_equal(y_taps, y_xla)
-    np.testing.assert_allclose(dx_taps, dx_xla, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dw_taps, dw_xla, rtol=1e-5, atol=1e-4)
+    winograd = impl == "winograd" and kernel == (3, 3)  # other kernels fall back to the taps
+    # the paths really differ: Winograd has no convolution at all, the taps' kernel gradient is
+    # matmuls, XLA's gradient has none
+    assert "dot_general" in jaxpr and "dot_general" not in jaxpr_xla
+    assert ("conv_general_dilated" in jaxpr) != winograd
+    np.testing.assert_allclose(y, y_xla, rtol=1e-5, atol=1e-5 if winograd else 0)
+    np.testing.assert_allclose(dx, dx_xla, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, dw_xla, rtol=1e-5, atol=1e-4)
+
+
+def test_auto_trains_with_winograd_and_infers_with_xlas_forward():
+    """Under "auto" a gradient-free call (a rollout) is XLA's direct convolution, bit for bit;
+    a differentiated one (a train step) is Winograd's, value and gradients."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 4, 5)), jnp.float32)
+    kw = dict(window_strides=(1, 1), padding="SAME")
+    y_auto, dx_auto, dw_auto, jaxpr_auto = _grads("auto", x, w, **kw)
+    y_xla, *_ = _grads("xla", x, w, **kw)
+    _, dx_wino, dw_wino, jaxpr_wino = _grads("winograd", x, w, **kw)
+    np.testing.assert_array_equal(y_auto, y_xla)
+    assert "conv_general_dilated" not in jaxpr_auto
+    np.testing.assert_array_equal(dx_auto, dx_wino)
+    np.testing.assert_array_equal(dw_auto, dw_wino)
+
+
+def test_winograd_takes_fewer_flops():
+    """F(2x2, 3x3): 16 multiplies per 2x2 outputs instead of 36, in all three passes."""
+    x = jnp.ones((4, 16, 16, 64))
+    w = jnp.ones((3, 3, 64, 64))
+    dn = nnx.nn.linear._conv_dimension_numbers(x.shape)
+
+    def flops(impl):
+        def loss(x, w):
+            return jnp.sum(conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn) ** 2)
+
+        return _with(impl, lambda: jax.jit(jax.grad(loss, (0, 1))).lower(x, w).compile().cost_analysis()["flops"])
+
+    direct = 3 * 2 * 4 * 16 * 16 * 9 * 64 * 64  # forward, input and kernel gradients
+    assert flops("xla") == pytest.approx(direct, rel=0.15)  # XLA skips some of the zero padding
+    assert flops("winograd") < 0.5 * direct  # 16 / 36 of the matmuls, plus the tile transforms
+
+
+def test_auto_picks_by_shape_and_dtype():
+    x, w3, w1 = jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 4, 4)), jnp.ones((1, 1, 4, 4))
+    dn = nnx.nn.linear._conv_dimension_numbers(x.shape)
+
+    def path(x, w, strides=(1, 1)):
+        pads = ((w.shape[0] // 2,) * 2,) * 2
+        return conv._choose(x, w, strides, None, None, dn, 1, 1, pads)
+
+    assert path(x, w3) == "winograd"
+    assert path(x, w1) == "taps"
+    assert path(x.astype(jnp.bfloat16), w3.astype(jnp.bfloat16)) == "taps"  # Winograd only in float32
+    assert path(x, w3, strides=(2, 2)) == "xla"
+    assert _with("xla", path, x, w3) == "xla"
+    with pytest.raises(ValueError, match="IMPL = 'fast'"):
+        _with("fast", path, x, w3)
 
 
 def test_strided_convolutions_keep_xlas_gradient():
     x = jnp.ones((2, 8, 8, 3))
     w = jnp.ones((3, 3, 3, 4))
-    *_, jaxpr = _grads("taps", x, w, window_strides=(2, 2), padding="SAME")
+    *_, jaxpr = _grads("winograd", x, w, window_strides=(2, 2), padding="SAME")
     assert "dot_general" not in jaxpr
 
 
@@ -62,13 +131,13 @@ def test_the_layers_use_it_and_train_the_same():
     x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 6, 6, 8)), jnp.float32)
     graph, params = nnx.split(block)
 
-    def grads(kernel_grad):
-        old, conv.KERNEL_GRAD = conv.KERNEL_GRAD, kernel_grad
-        try:
-            return jax.jit(jax.grad(lambda p: jnp.sum(nnx.merge(graph, p)(x) ** 2)))(params)
-        finally:
-            conv.KERNEL_GRAD = old
+    def grads(impl):
+        return _with(impl, lambda: jax.jit(jax.grad(lambda p: jnp.sum(nnx.merge(graph, p)(x) ** 2)))(params))
 
     assert block.conv1.conv_general_dilated is conv.conv_general_dilated
-    for a, b in zip(jax.tree.leaves(grads("taps")), jax.tree.leaves(grads("xla"))):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    convs = lambda impl: _with(impl, lambda: str(jax.make_jaxpr(block)(x)).count("conv_general_dilated["))  # noqa: E731
+    assert (convs("xla"), convs("winograd")) == (3, 1)  # the layers' 3x3 convolutions really take the path
+    reference = jax.tree.leaves(grads("xla"))
+    for impl in ("taps", "winograd"):
+        for a, b in zip(jax.tree.leaves(grads(impl)), reference):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
