@@ -16,7 +16,8 @@ Which way a convolution is computed is chosen per call from `IMPL`:
   GFLOP/s for the TECO encoder's 16x16 maps at 300 frames; per-tap matmuls at ~50.
 - "xla": `lax.conv_general_dilated` and XLA's own gradient.
 - "auto" (the default): on the CPU backend, "winograd" for float32 2-D 3x3 stride-1
-  convolutions whose gradient is taken (training: the value is computed the same way, so
+  convolutions with WINOGRAD_MIN_CHANNELS input and output channels or more whose gradient is
+  taken (training: the value is computed the same way, so
   that it matches its gradient) and "taps" for other stride-1 ones; XLA's direct forward
   pass wherever no gradient is taken (inference, so rollouts of a checkpoint are what they
   were before this module); "xla" for strided, dilated or grouped convolutions and on other
@@ -26,8 +27,8 @@ Which way a convolution is computed is chosen per call from `IMPL`:
 
 Dimension keys: N batch, S spatial positions (any number of spatial axes), C input
 channels, D output channels; inputs N...C, kernels ...CD, outputs N...D (flax's layout).
-For Winograd: A, B the 4x4 Winograd-domain points (rows, columns); h, w the number of 2x2
-output tiles along H and W.
+For Winograd: T the 16 points of the 4x4 Winograd domain, P the 2x2 output tiles of all
+N frames (h x w per frame).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ IMPLS = ("auto", "winograd", "taps", "xla")
 # F(2x2, 3x3): the kernel transform G (4x3); the input transform B^T and output transform A^T
 # are written out as adds and subtracts in _tiles_1d and _untile_1d.
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+# "auto" takes Winograd from this many input and output channels on: below, the tile transforms
+# cost more than the matmuls save (forward and both gradients of 64 frames of 16x16 on 2 cores,
+# Winograd vs taps: 32 channels 38 vs 25 ms, 64: 90 vs 113, 256: 583 vs 692;
+# `python bench/conv_grad.py --batch 64 --shapes 16:32:32,16:64:64,16:256:256`)
+WINOGRAD_MIN_CHANNELS = 64
 
 
 def _channels_last(lhs_ndim: int, dimension_numbers) -> bool:
@@ -68,7 +74,8 @@ def _choose(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numb
             and dimension_numbers is not None and _channels_last(lhs.ndim, dimension_numbers)):
         return "xla"
     winograd_ok = (lhs.ndim == 4 and rhs.shape[:2] == (3, 3) and all(lo >= 0 and hi >= 0 for lo, hi in padding))
-    if IMPL == "winograd" or (IMPL == "auto" and lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32):
+    big = min(rhs.shape[-2:]) >= WINOGRAD_MIN_CHANNELS
+    if IMPL == "winograd" or (IMPL == "auto" and big and lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32):
         return "winograd" if winograd_ok else "taps"
     return "taps"
 
@@ -116,15 +123,17 @@ def _winograd(x_NHWC, w_33CD, pads, precision, preferred_element_type, primal=No
     pad_width = ((0, 0), (top, 2 * h + 2 - height - top), (left, 2 * w + 2 - width - left), (0, 0))
     out_dtype = preferred_element_type or x_NHWC.dtype
 
-    def tiles(x_NHWC):  # -> v_ABNhwC: B^T d B for every tile
-        return _tiles_1d(_tiles_1d(jnp.pad(x_NHWC, pad_width), 2), 2)
+    def tiles(x_NHWC):  # -> v_TPC: B^T d B for every tile
+        v = _tiles_1d(_tiles_1d(jnp.pad(x_NHWC, pad_width), 2), 2)  # (4 rows, 4 columns, N, h, w, C)
+        return v.reshape(16, n * h * w, v.shape[-1])  # one matmul per T over all tiles: XLA's fastest layout
 
-    def kernel(w_33CD):  # -> u_ABCD = G w G^T
+    def kernel(w_33CD):  # -> u_TCD = G w G^T
         g = jnp.asarray(_G, w_33CD.dtype)
-        return jnp.einsum("ai,ijcd,bj->abcd", g, w_33CD, g)
+        return jnp.einsum("ai,ijcd,bj->abcd", g, w_33CD, g).reshape(16, *w_33CD.shape[2:])
 
-    def untiles(m_ABNhwD):  # -> y_NHWD: A^T m A for every tile, the 2x2 outputs put in place
-        y = jnp.moveaxis(_untile_1d(jnp.moveaxis(_untile_1d(m_ABNhwD), 1, 0)), 0, 1)  # (2 rows, 2 columns, N, h, w, D)
+    def untiles(m_TPD):  # -> y_NHWD: A^T m A for every tile, the 2x2 outputs put in place
+        m = m_TPD.reshape(4, 4, n, h, w, m_TPD.shape[-1])
+        y = jnp.moveaxis(_untile_1d(jnp.moveaxis(_untile_1d(m), 1, 0)), 0, 1)  # (2 rows, 2 columns, N, h, w, D)
         y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * h, 2 * w, y.shape[-1])
         return y[:, :out_h, :out_w]
 
@@ -132,7 +141,7 @@ def _winograd(x_NHWC, w_33CD, pads, precision, preferred_element_type, primal=No
         return jnp.einsum(spec, a, b, precision=precision, preferred_element_type=jnp.float32)
 
     def winograd(x, w_):
-        return untiles(matmuls(tiles(x), kernel(w_), "abnhwc,abcd->abnhwd")).astype(out_dtype)
+        return untiles(matmuls(tiles(x), kernel(w_), "tpc,tcd->tpd")).astype(out_dtype)
 
     @jax.custom_vjp
     def conv(x, w_):
@@ -143,12 +152,12 @@ def _winograd(x_NHWC, w_33CD, pads, precision, preferred_element_type, primal=No
 
     def bwd(res, dy):
         x, w_ = res
-        v_ABNhwC, tiles_t = jax.vjp(tiles, x)  # recomputed here rather than kept from the forward pass
-        u_ABCD, kernel_t = jax.vjp(kernel, w_)
-        (dm_ABNhwD,) = jax.linear_transpose(untiles, jax.ShapeDtypeStruct(
-            (4, 4, n, h, w, w_.shape[-1]), jnp.float32))(dy.astype(jnp.float32))
-        dx = tiles_t(matmuls(dm_ABNhwD, u_ABCD, "abnhwd,abcd->abnhwc").astype(x.dtype))[0]
-        dw = kernel_t(matmuls(v_ABNhwC, dm_ABNhwD, "abnhwc,abnhwd->abcd").astype(w_.dtype))[0]
+        v_TPC, tiles_t = jax.vjp(tiles, x)  # recomputed here rather than kept from the forward pass
+        u_TCD, kernel_t = jax.vjp(kernel, w_)
+        (dm_TPD,) = jax.linear_transpose(untiles, jax.ShapeDtypeStruct(
+            (16, n * h * w, w_.shape[-1]), jnp.float32))(dy.astype(jnp.float32))
+        dx = tiles_t(matmuls(dm_TPD, u_TCD, "tpd,tcd->tpc").astype(x.dtype))[0]
+        dw = kernel_t(matmuls(v_TPC, dm_TPD, "tpc,tpd->tcd").astype(w_.dtype))[0]
         return dx, dw
 
     conv.defvjp(fwd, bwd)

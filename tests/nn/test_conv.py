@@ -72,8 +72,9 @@ def test_auto_trains_with_winograd_and_infers_with_xlas_forward():
     """Under "auto" a gradient-free call (a rollout) is XLA's direct convolution, bit for bit;
     a differentiated one (a train step) is Winograd's, value and gradients."""
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(2, 8, 8, 4)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(3, 3, 4, 5)), jnp.float32)
+    c = conv.WINOGRAD_MIN_CHANNELS
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, c)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, c, c)), jnp.float32)
     kw = dict(window_strides=(1, 1), padding="SAME")
     y_auto, dx_auto, dw_auto, jaxpr_auto = _grads("auto", x, w, **kw)
     y_xla, *_ = _grads("xla", x, w, **kw)
@@ -102,7 +103,8 @@ def test_winograd_takes_fewer_flops():
 
 
 def test_auto_picks_by_shape_and_dtype():
-    x, w3, w1 = jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 4, 4)), jnp.ones((1, 1, 4, 4))
+    c = conv.WINOGRAD_MIN_CHANNELS
+    x, w3, w1 = jnp.ones((1, 8, 8, c)), jnp.ones((3, 3, c, c)), jnp.ones((1, 1, c, c))
     dn = nnx.nn.linear._conv_dimension_numbers(x.shape)
 
     def path(x, w, strides=(1, 1)):
@@ -111,6 +113,7 @@ def test_auto_picks_by_shape_and_dtype():
 
     assert path(x, w3) == "winograd"
     assert path(x, w1) == "taps"
+    assert path(x, w3[..., : c - 1]) == "taps"  # too few channels: the tile transforms would cost more
     assert path(x.astype(jnp.bfloat16), w3.astype(jnp.bfloat16)) == "taps"  # Winograd only in float32
     assert path(x, w3, strides=(2, 2)) == "xla"
     assert _with("xla", path, x, w3) == "xla"
