@@ -5,8 +5,9 @@ convolution, per-tap matmuls for the kernel gradient, Winograd F(2x2, 3x3).
 
 For the TECO encoder's convolution shapes at B*T frames (16x16 maps 256->256 and 512->256,
 8x8 maps 512->512; --shapes takes others as map:in:out), prints the best-of-`reps` seconds
-and GFLOP/s of: the input gradient, the kernel gradient and both (each with its forward pass), for each path, next to the dense
-float32 matmul FLOP/s measured in the same process, and the largest relative difference
+and GFLOP/s of: the input gradient, the kernel gradient and both (each with its forward
+pass), for each path, next to the dense float32 matmul FLOP/s measured in the same process,
+and the largest relative difference
 between each path's gradients and XLA's. GFLOP/s count the direct convolution's FLOPs (the
 work done, not the FLOPs a path spends on it), so Winograd's are effective rates and can
 exceed the matmul's.

@@ -13,9 +13,9 @@ float32 matmul FLOP/s measured in the same process. The model's FLOPs are XLA's 
 same step with direct convolutions (`conv.IMPL = "xla"`) and without --loss_chunk: the work
 done, not what a path spends on it (Winograd spends fewer, recomputation more), so FLOP/s is
 an effective rate. `--conv` takes several convolution paths (teco_jax/nn/conv.py): each is
-compiled, then their steps alternate, so a shared machine's drift falls on all alike. `--steps 0` compiles
-only (compile time, XLA temp, FLOPs). The defaults are the
-paper preset at batch 1 and 300 frames, the setting the official code was measured in.
+compiled, then their steps alternate, so a shared machine's drift falls on all alike.
+`--steps 0` compiles only (compile time, XLA temp, FLOPs). The defaults are the paper preset
+at batch 1 and 300 frames, the setting the official code was measured in.
 """
 
 from __future__ import annotations
