@@ -15,13 +15,13 @@ Which way a convolution is computed is chosen per call from `IMPL`:
   XLA:CPU computes a kernel gradient as a convolution over the batch, which ran at ~20
   GFLOP/s for the TECO encoder's 16x16 maps at 300 frames; per-tap matmuls at ~50.
 - "xla": `lax.conv_general_dilated` and XLA's own gradient.
-- "auto" (the default): on the CPU backend, "winograd" for float32 2-D 3x3 stride-1
-  convolutions with WINOGRAD_MIN_CHANNELS input and output channels or more whose gradient is
-  taken (training: the value is computed the same way, so
-  that it matches its gradient) and "taps" for other stride-1 ones; XLA's direct forward
-  pass wherever no gradient is taken (inference, so rollouts of a checkpoint are what they
-  were before this module); "xla" for strided, dilated or grouped convolutions and on other
-  backends (cuDNN picks its own algorithms).
+- "auto" (the default), on the CPU backend: "winograd" for float32 2-D 3x3 stride-1
+  convolutions with at least WINOGRAD_MIN_CHANNELS input and output channels, "taps" for
+  other stride-1 ones, "xla" for strided, dilated or grouped ones. Under differentiation
+  (training) Winograd computes the value as well as the gradients, so the two match; where
+  no gradient is taken (inference) the value is XLA's direct convolution, so rollouts of a
+  checkpoint are bit for bit what they were before this module. Other backends: "xla"
+  (cuDNN picks its own algorithms).
 
 `python bench/conv_grad.py` measures the three on the TECO encoder's shapes.
 
@@ -97,6 +97,14 @@ def _kernel_grad_by_taps(x_NSC, dy_NSD, kernel_shape, pads, precision):
     return taps.reshape(kernel_shape)  # float32
 
 
+def _differentiable(value, train_value, grads):
+    """(x, w) -> value(x, w), differentiated as train_value(x, w) with gradients
+    grads(x, w, dy) -> (dx, dw); only x and w are kept for the backward pass."""
+    f = jax.custom_vjp(value)
+    f.defvjp(lambda x, w: (train_value(x, w), (x, w)), lambda res, dy: grads(*res, dy))
+    return f
+
+
 def _tiles_1d(x, axis: int):
     """B^T d along `axis` (length 2n + 2) for the n overlapping 4-wide tiles at stride 2:
     (..., 2n+2, ...) -> (4, ..., n, ...). With e = d[0::2], o = d[1::2], tile i holds
@@ -143,15 +151,7 @@ def _winograd(x_NHWC, w_33CD, pads, precision, preferred_element_type, primal=No
     def winograd(x, w_):
         return untiles(matmuls(tiles(x), kernel(w_), "tpc,tcd->tpd")).astype(out_dtype)
 
-    @jax.custom_vjp
-    def conv(x, w_):
-        return (primal or winograd)(x, w_)
-
-    def fwd(x, w_):
-        return winograd(x, w_), (x, w_)
-
-    def bwd(res, dy):
-        x, w_ = res
+    def grads(x, w_, dy):
         v_TPC, tiles_t = jax.vjp(tiles, x)  # recomputed here rather than kept from the forward pass
         u_TCD, kernel_t = jax.vjp(kernel, w_)
         (dm_TPD,) = jax.linear_transpose(untiles, jax.ShapeDtypeStruct(
@@ -160,8 +160,7 @@ def _winograd(x_NHWC, w_33CD, pads, precision, preferred_element_type, primal=No
         dw = kernel_t(matmuls(v_TPC, dm_TPD, "tpc,tpd->tcd").astype(w_.dtype))[0]
         return dx, dw
 
-    conv.defvjp(fwd, bwd)
-    return conv(x_NHWC, w_33CD)
+    return _differentiable(primal or winograd, winograd, grads)(x_NHWC, w_33CD)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -186,18 +185,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if path == "winograd" and out_sharding is None:  # (an explicit output sharding: the taps' XLA forward keeps it)
         return _winograd(lhs, rhs, pads, precision, preferred_element_type, primal=forward if IMPL == "auto" else None)
 
-    @jax.custom_vjp
-    def conv(x, w):
-        return forward(x, w)
-
-    def fwd(x, w):
-        return forward(x, w), (x, w)
-
-    def bwd(res, dy):
-        x, w = res
+    def taps_grads(x, w, dy):
         _, input_grad = jax.vjp(lambda x_: forward(x_, w), x)  # XLA's own: fast, and dropped when unused
         kernel_grad = _kernel_grad_by_taps(x, dy.astype(x.dtype), w.shape, pads, precision)
         return input_grad(dy)[0], kernel_grad.astype(w.dtype)
 
-    conv.defvjp(fwd, bwd)
-    return conv(lhs, rhs)
+    return _differentiable(forward, forward, taps_grads)(lhs, rhs)
