@@ -4,8 +4,9 @@
         --config.data.dir=runs/maze_codes
 
 Presets: "" (paper size: ~172 M parameters excluding the VQ-GAN), "tiny" (2-core CPU),
-"cpu" (the CPU-scale world of `python -m data_gen.maze --preset cpu` and the `vqgan_dmlab.py:cpu`
-tokenizer: 8x8 codes of 32x32 frames, 128-frame window; see docs/cpu_world.md).
+"cpu" (the CPU-scale grid world of `python -m data_gen.maze --preset cpu` and the `vqgan_dmlab.py:cpu`
+tokenizer: 8x8 codes of 32x32 frames, 128-frame window; see docs/cpu_world.md), "smooth" (the same
+for `--preset smooth`, the world of smooth motion).
 The VQ-GAN is the one recorded in the code dataset (teco_jax.encode), unless
 config.model.vqgan_dir names one.
 """
@@ -50,8 +51,14 @@ def teco_config():
     m.blind_suffix = 0.0  # not in the paper: P(an example's inputs are zeroed from a random frame on) (tasks/teco.py)
     m.token_shift = False  # not in the paper: each temporal token also reads the previous frame's (models/teco.py)
     m.recall = False  # not in the paper: built-in induction heads for h_t and the decoder (nn/recall.py)
-    m.odometry = ""  # not in the paper: the decoder also copies the frame at the dead-reckoned pose (odometry.py);
-    #                  "fit" (fitted on the training clips when training starts) or a table, "" off
+    # Not in the paper: the decoder also reads the earlier frames taken nearest the pose the
+    # actions dead-reckon to (teco_jax/pose_memory.py). motion: "" (off), "fit" (each action's
+    # turn and step fitted on the training clips' poses when training starts, then stored in the
+    # run's config) or a table; neighbours: frames read; turn_cost: cells per radian in the pose
+    # distance; radius: the largest distance (cells) that counts as found; detect_blocked: a step
+    # counts only where the frame changed (worlds whose walls block steps).
+    m.memory = ml_collections.ConfigDict(dict(motion="", neighbours=2, turn_cost=0.5, radius=1.0,
+                                              detect_blocked=True))
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,
                                                 choice_temperature=4.5, slide=1, show="sample",
@@ -126,11 +133,11 @@ def cpu(c):
     # Built-in induction heads (nn/recall.py): the lookup of an earlier view that no TECO
     # here learned on its own in CPU time (docs/cpu_world.md, "Recall").
     m.recall = True
-    # Dead reckoning (teco_jax/odometry.py): the decoder also copies the latest frame taken at
+    # Pose memory (teco_jax/pose_memory.py): the decoder also reads the earlier frames taken at
     # the pose the actions lead to, so a rollout finds known places again after a view it got
-    # wrong (docs/cpu_world.md, "Odometry"). The motion per action is fitted on the training
-    # clips when training starts and stored in the run's config.
-    m.odometry = "fit"
+    # wrong (docs/cpu_world.md, "Pose memory"). The motion per action is fitted on the training
+    # clips' poses when training starts and stored in the run's config.
+    m.memory.motion = "fit"
     m.sampling.update(dict(show="mean", feedback="mean", temperature=0.0))
     c.data.seq_len = 128
     c.data.batch_size = 4  # twice the steps of batch 8 per CPU-minute, and more learning per minute
@@ -140,12 +147,28 @@ def cpu(c):
     return c
 
 
+def smooth(c):
+    """The CPU recipe for the smooth maze world (`python -m data_gen.maze --preset smooth`: 15-degree
+    turns, 0.15-cell steps, so no view recurs exactly): the pose memory reads the two earlier
+    frames nearest the dead-reckoned pose, with their relative poses, and the decoder corrects
+    the near view. Steps are never blocked in that world (the fit prints that every step of every
+    action moved), so an unchanged generated frame does not stop the dead reckoning. The view-keyed
+    recall is off: its keys need views that repeat (docs/cpu_world.md, "Pose memory")."""
+    c = cpu(c)
+    m = c.model
+    m.recall = False
+    m.memory.update(dict(neighbours=2, detect_blocked=False))
+    return c
+
+
 def get_config(arg: str = ""):
-    preset = config_base.check_preset(arg, ("", "tiny", "cpu"))
+    preset = config_base.check_preset(arg, ("", "tiny", "cpu", "smooth"))
     c = teco_config()
     if preset == "tiny":
         c = tiny(c)
     elif preset == "cpu":
         c = cpu(c)
+    elif preset == "smooth":
+        c = smooth(c)
     c.lock()
     return c

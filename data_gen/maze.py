@@ -664,6 +664,7 @@ PRESETS = {
     "dmlab": MazeConfig(),
     "cpu": dataclasses.replace(_CPU_SMOOTH, size=7, target_radius=8, cell_moves=True),
     "cpu_smooth": _CPU_SMOOTH,
+    "smooth": _CPU_SMOOTH,
 }
 
 

@@ -8,7 +8,7 @@ from flax import nnx
 
 from teco_jax import rollout
 from teco_jax.tasks import teco as teco_task
-from tests.tasks.test_teco_task import ODOMETRY, V, tiny_config
+from tests.tasks.test_teco_task import MEMORY, V, tiny_config
 
 
 def _model_and_table(**model):
@@ -73,9 +73,9 @@ def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_tabl
     """10 frames through a window of 5 (2 context): the cached rollout equals the written-out
     reference, for the exact sliding window, and for sliding 2 frames at a time with each
     temporal token reading the previous one and what followed its earlier matches
-    (model.token_shift, model.recall, model.odometry). The sampler is greedy and key-free (confidence,
+    (model.token_shift, model.recall, model.memory). The sampler is greedy and key-free (confidence,
     temperatures 0), so any difference comes from h_t."""
-    model, table = (_model_and_table(token_shift=True, recall=True, odometry=ODOMETRY) if switches
+    model, table = (_model_and_table(token_shift=True, recall=True, memory=MEMORY) if switches
                     else model_and_table)
     rng = np.random.default_rng(3)
     context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from teco_jax import odometry
+from teco_jax import pose_memory
 from teco_jax.models.maskgit import MaskGIT
 from teco_jax.nn import layers
 from teco_jax.nn.codebook import L2Codebook
@@ -59,9 +59,9 @@ class CondEncoder(nnx.Module):
 class CodeDecoder(nnx.Module):
     """D(z_t, h_t): concat, ResNet 8x8 -> 16x16, LayerNorm, dense to VQ-GAN code logits.
 
-    (z_BhwD, h_BhwD[, copy_BHWE]) -> logits_BHWV. With copy_dim > 0 (model.recall) a dense
-    map of the recalled earlier frame's VQ-GAN embeddings is added after the upsampling,
-    where each position is one VQ-GAN code.
+    (z_BhwD, h_BhwD[, copy_BHWC]) -> logits_BHWV. With copy_dim > 0 (model.recall, model.memory)
+    the earlier frames' VQ-GAN embeddings (and pose features) pass a conv and a ResBlock and are
+    added after the upsampling, where each position is one VQ-GAN code.
     """
 
     def __init__(self, in_dim: int, depths: tuple[int, int], blocks: int, vocab: int, *, rngs, dtype=None,
@@ -74,12 +74,15 @@ class CodeDecoder(nnx.Module):
                               for i in range(blocks)])
         self.norm = layers.layer_norm(d0, rngs=rngs, dtype=dtype)
         self.out = layers.dense(d0, vocab, axes=("embed", "vocab"), rngs=rngs, dtype=dtype)
-        self.copy_in = (layers.dense(copy_dim, d1, (None, "conv_out"), rngs=rngs, dtype=dtype)
+        # The copied frames (and their poses relative to this frame's, model.memory) pass a 3x3 conv
+        # and a ResBlock of their own, so a near view can be shifted and corrected before it is added.
+        self.copy_in = (nnx.Sequential(layers.conv(copy_dim, d1, 3, rngs=rngs, dtype=dtype),
+                                       layers.ResBlock(d1, d1, rngs=rngs, dtype=dtype))
                         if copy_dim else None)
 
     def __call__(self, z_BhwD: jax.Array, h_BhwD: jax.Array, copy_BHWE: jax.Array | None = None) -> jax.Array:
         if (copy_BHWE is None) != (self.copy_in is None):
-            raise ValueError("the decoder of a TECO with model.recall needs the recalled frame (copy_BHWE), "
+            raise ValueError("the decoder of a TECO with model.recall or model.memory needs the earlier frames (copy_BHWE), "
                              "and one without takes none")
         x = self.conv_in(jnp.concatenate([z_BhwD, h_BhwD], axis=-1))
         for block in self.low:
@@ -193,11 +196,20 @@ class TECO(nnx.Module):
         vq_hw = tuple(cfg.vq_grid)
         self.frame_recall = (FrameRecall(vq_hw[0] * vq_hw[1] * cfg.vq_embed_dim, cfg.action_embed_dim, 64,
                                          rngs=rngs, dtype=dtype) if self.recall else None)
-        # odometry.Table, "fit" (resolved by the TECO task before training), or None
-        self.odometry = cfg.get("odometry", "") or None
-        if self.odometry not in (None, "fit"):
-            self.odometry = odometry.Table.parse(self.odometry, cfg.num_actions)
-        copies = int(self.recall) + int(self.odometry is not None)  # recalled frames the decoder reads
+        # model.memory (pose_memory.py): a pose_memory.Motion, or None (off); "fit" is resolved by the
+        # TECO task on the training data before the model is built
+        mem = cfg.get("memory", None)
+        self.motion = self.retrieval = None
+        if mem is not None and mem.motion:
+            if mem.motion == "fit":
+                raise ValueError("config.model.memory.motion='fit' is fitted by the TECO task on the training "
+                                 "data before training; this model was built from an unfitted config")
+            self.motion = pose_memory.Motion.parse(mem.motion, cfg.num_actions)
+            self.retrieval = pose_memory.Retrieval(int(mem.neighbours), float(mem.turn_cost), float(mem.radius))
+            self.detect_blocked = bool(mem.detect_blocked)
+        copy_dim = cfg.vq_embed_dim * int(self.recall)  # what the decoder reads of earlier frames
+        if self.motion is not None:
+            copy_dim += self.retrieval.neighbours * (cfg.vq_embed_dim + pose_memory.POSE_FEATURES)
         self.grid = (vq_hw[0] // 2, vq_hw[1] // 2)
         d = cfg.embedding_dim
         self.num_actions = cfg.num_actions
@@ -213,7 +225,7 @@ class TECO(nnx.Module):
         self.prior = MaskGIT(cfg.codebook_size, self.grid, d, m.token_dim, m.width, m.mlp_dim, m.num_heads,
                              m.num_layers, rngs=rngs, dtype=dtype, remat=self.remat)
         self.decoder = CodeDecoder(2 * d, tuple(cfg.decoder.depths), cfg.decoder.blocks, cfg.vq_vocab,
-                                   rngs=rngs, dtype=dtype, copy_dim=cfg.vq_embed_dim * copies)
+                                   rngs=rngs, dtype=dtype, copy_dim=copy_dim)
 
     # --------------------------------------------------------------- pieces
     def embed_actions(self, actions_BT: jax.Array) -> jax.Array:
@@ -239,13 +251,15 @@ class TECO(nnx.Module):
 
     def recalled(self, actions_BT: jax.Array, e_BTHWE: jax.Array, at: jax.Array | None = None
                  ) -> jax.Array | None:
-        """The earlier frames the decoder copies from, as VQ-GAN embeddings (B, T, H, W, copies * E;
-        zero where none was found), or None without model.recall and model.odometry:
-        - model.recall: the frames that followed the same view (frame t-1) and action (a_t),
-          weighted by nn/recall.FrameRecall;
-        - model.odometry: the latest frame at frame t's dead-reckoned pose (odometry.py).
+        """What the decoder reads of earlier frames (B, T, H, W, C), or None without model.recall
+        and model.memory:
+        - model.recall: the VQ-GAN embeddings of the frames that followed the same view (frame
+          t-1) and action (a_t), weighted by nn/recall.FrameRecall (E channels);
+        - model.memory: the K earlier frames nearest frame t's dead-reckoned pose
+          (pose_memory.py), each as its embeddings and its pose relative to frame t's (K * (E + 4)
+          channels; zero where none was found).
         actions (int) and e are what the transformer reads: frame t's result depends on frames
-        < t and actions <= t only. at: only that (traced) frame's, (B, H, W, copies * E)."""
+        < t and actions <= t only. at: only that (traced) frame's, (B, H, W, C)."""
         parts = []
         if self.recall:
             w_BTP = self.frame_recall.weights(e_BTHWE, self.embed_actions(actions_BT))[..., 1:]
@@ -253,17 +267,27 @@ class TECO(nnx.Module):
                 w_BTP = jax.lax.dynamic_slice_in_dim(w_BTP, at, 1, axis=1)
             parts.append(jnp.einsum("btp,bphwe->bthwe", w_BTP.astype(e_BTHWE.dtype),
                                     shift_right(e_BTHWE)))  # position p reads frame p-1
-        if self.odometry is not None:
-            if not isinstance(self.odometry, odometry.Table):
-                raise ValueError("config.model.odometry='fit' is fitted by the TECO task on the training data "
-                                 "before training; this model was built from an unfitted config")
-            p_BT = odometry.latest_same_place(actions_BT, odometry.moved(e_BTHWE), self.odometry, at)
-            found = (p_BT >= 0).astype(e_BTHWE.dtype)[..., None, None, None]
-            parts.append(found * jnp.take_along_axis(e_BTHWE, jnp.maximum(p_BT, 0)[..., None, None, None], axis=1))
+        if self.motion is not None:
+            parts.append(self.remembered(actions_BT, e_BTHWE, at))
         if not parts:
             return None
         copy = jnp.concatenate(parts, axis=-1)
         return copy if at is None else copy[:, 0]
+
+    def remembered(self, actions_BT: jax.Array, e_BTHWE: jax.Array, at: jax.Array | None = None) -> jax.Array:
+        """model.memory's part of `recalled`: (B, R, H, W, K * (E + 4)), R = T or 1 (at)."""
+        moved = (pose_memory.moved(e_BTHWE) if self.detect_blocked
+                 else jnp.ones(actions_BT.shape, bool))
+        pose, query = pose_memory.dead_reckon(actions_BT, moved, self.motion)
+        idx_BRK, feats_BRKF = pose_memory.nearest(pose, query, self.retrieval, at)
+        e_BRKHWE = jax.vmap(lambda e, i: e[i])(e_BTHWE, idx_BRK)
+        found = feats_BRKF[..., 3:4].astype(e_BTHWE.dtype)
+        e_BRKHWE = e_BRKHWE * found[:, :, :, None, None, :]
+        f = jnp.broadcast_to(feats_BRKF[:, :, :, None, None, :].astype(e_BTHWE.dtype),
+                             e_BRKHWE.shape[:-1] + feats_BRKF.shape[-1:])
+        x = jnp.concatenate([e_BRKHWE, f], axis=-1)  # (B, R, K, H, W, E + 4)
+        b, r, k, hh, ww, c = x.shape
+        return jnp.moveaxis(x, 2, -2).reshape(b, r, hh, ww, k * c)
 
     def h_only_codes(self, h_BThwD: jax.Array, copy_BTHWE: jax.Array | None = None) -> jax.Array:
         """argmax D(0, h_t): the VQ-GAN codes h_t alone predicts (sampler show = "mean")."""

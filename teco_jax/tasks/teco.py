@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from teco_jax import config_base, losses, odometry
+from teco_jax import config_base, losses, pose_memory
 from teco_jax.errors import UserError
 from teco_jax.models.maskgit import mask_tokens
 from teco_jax.models.teco import TECO
@@ -167,13 +167,14 @@ class TECOTask(base.Task):
 
     def __init__(self, config):
         super().__init__(config)
-        if config.model.get("odometry", "") == "fit":
-            self._fit_odometry()
+        memory = config.model.get("memory", None)
+        if memory is not None and memory.motion == "fit":
+            self._fit_motion()
 
-    def _fit_odometry(self, max_clips: int = 256) -> None:
-        """config.model.odometry = "fit": fit each action's motion on the training clips
-        (odometry.fit) and write the table into the config, which the run stores. Without a
-        dataset (a dry run) it stays "fit", and the model refuses to run."""
+    def _fit_motion(self, max_clips: int = 256) -> None:
+        """config.model.memory.motion = "fit": fit each action's motion on the training clips'
+        poses (pose_memory.Motion.fit) and write it into the config, which the run stores.
+        Without a dataset (a dry run) it stays "fit", and the model refuses to run."""
         from teco_jax.data import tfds_io
 
         where = self.config.data.get("dir", "")
@@ -181,15 +182,19 @@ class TECOTask(base.Task):
             return
         _, sources = tfds_io.load(where)
         if "train" not in sources:
-            raise UserError(f"config.model.odometry='fit' fits on the train split, and {where} has none")
+            raise UserError(f"config.model.memory.motion='fit' fits on the train split, and {where} has none")
         src, t = sources["train"], int(self.config.data.seq_len)
         clips = [src[i] for i in range(min(max_clips, len(src)))]
+        if "pose" not in clips[0]:
+            raise UserError(f"config.model.memory.motion='fit' fits each action's motion on the training clips' "
+                            f"poses, and {where} has no `pose` feature: give the motion as a table "
+                            f"(config.model.memory.motion='turn=...;forward=...;left=...') or set it to ''")
         actions = np.stack([np.asarray(c["actions"])[:t] for c in clips])
-        codes = np.stack([np.asarray(c["codes"])[:t] for c in clips])
-        table, rate = odometry.fit(actions, codes, int(self.config.model.num_actions))
-        print(f"model.odometry fitted on {len(clips)} training clips of {where}: {table} (the latest frame at "
-              f"the same pose shows the same view for {rate:.3f} of frames)")
-        self.config.model.odometry = str(table)
+        poses = np.stack([np.asarray(c["pose"])[:t] for c in clips])
+        motion, rate = pose_memory.Motion.fit(actions, poses, int(self.config.model.num_actions))
+        print(f"model.memory.motion fitted on {len(clips)} training clips of {where}: {motion} (steps that moved "
+              f"per action: {', '.join(f'{r:.2f}' for r in rate)})")
+        self.config.model.memory.motion = str(motion)
 
     def build_model(self, rngs: nnx.Rngs) -> TECO:
         return TECO(self.config.model, rngs=rngs, dtype=config_base.compute_dtype(self.config))
@@ -367,6 +372,8 @@ class TECOTask(base.Task):
         }
         if model.frame_recall is not None:
             parts["frame recall (model.recall)"] = [model.frame_recall]
+        if model.decoder.copy_in is not None:
+            parts["  of which the input of earlier frames (model.recall, model.memory)"] = [model.decoder.copy_in]
         counts = {k: sum(_count(p) for p in v) for k, v in parts.items()}
         counts["total (excluding the VQ-GAN)"] = count_params(model)
         return counts

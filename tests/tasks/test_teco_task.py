@@ -12,7 +12,9 @@ from teco_jax.tasks import teco as teco_task
 T, V = 6, 32
 
 
-ODOMETRY = "turn=0,0,0,0,1,3;move=1,2,3,4,0,0"  # the cpu maze's actions
+# model.memory with the grid maze's motion (whole cells, quarter turns): two neighbours
+MEMORY = dict(motion="turn=0,0,0,0,90,-90;forward=1,-1,0,0,0,0;left=0,0,1,-1,0,0", neighbours=2, turn_cost=0.5,
+              radius=1.0, detect_blocked=True)
 
 
 def tiny_config(**model):
@@ -32,6 +34,8 @@ def tiny_config(**model):
     m.maskgit = ml_collections.ConfigDict(dict(token_dim=8, width=16, mlp_dim=32, num_heads=2, num_layers=1))
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=2, revise_steps=2,
                                                 revise_rounds=1, confidence_steps=2, temperature=1.0))
+    if "memory" in model:
+        model = {**model, "memory": ml_collections.ConfigDict(model["memory"])}
     m.update(model)
     c.lock()
     return c
@@ -61,8 +65,8 @@ def _h(model, e, actions):
 def test_causality_of_the_temporal_transformer(setup, switches):
     task, model, codes, actions = setup
     if switches:  # tokens also read the previous one (token_shift) and earlier matches (recall), the decoder
-        # the frames at the dead-reckoned pose (odometry): still causal
-        task = teco_task.TECOTask(tiny_config(token_shift=True, recall=True, odometry=ODOMETRY))
+        # the frames nearest the dead-reckoned pose (memory): still causal
+        task = teco_task.TECOTask(tiny_config(token_shift=True, recall=True, memory=MEMORY))
         model = task.build_model(nnx.Rngs(0))
         assert model.temporal.shift is not None and model.temporal.recall is not None
     table = jnp.asarray(task.vq_embeddings)

@@ -1,0 +1,89 @@
+"""Does the pose memory find the place, and how good is the frame it finds? No model: the pose
+memory's retrieval (teco_jax/pose_memory.py) run on freshly rendered maze episodes.
+
+    python bench/near_view_retrieval.py [--preset smooth] [--episodes 64] [--context 64] [--window 16]
+
+The motion per action is fitted on other episodes' poses. For each predicted frame t >=
+context, dead reckoning from the actions (steps blocked in the context are found from the true
+frames; predicted frames are assumed to move, as in a rollout) gives the query pose, and the
+nearest context frame is retrieved. Printed per split (all predicted frames; "memory": places
+seen only before the last `window` context frames, the benchmark's memory split):
+  within A/C   retrieved frame's true pose within A degrees and C cells of frame t's true pose
+  PSNR         of the retrieved frame alone against frame t (what copying it would score)
+  oracle       of the context frame nearest frame t's *true* pose (retrieval with exact poses)
+  best         of the context frame with the highest PSNR against frame t (a ceiling of copying)
+  copy-last    of the last context frame
+"Found the place" (within A/C) is separate from "drew it well" (a model's PSNR over PSNR).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax.numpy as jnp
+import numpy as np
+
+from data_gen.maze import PRESETS, generate
+from eval.revisit import memory_mask, wrap_angle
+from teco_jax import pose_memory
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mse = np.mean((a.astype(np.float64) / 255 - b.astype(np.float64) / 255) ** 2, axis=(-3, -2, -1))
+    return np.minimum(10 * np.log10(1.0 / np.maximum(mse, 1e-10)), 100.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="smooth", choices=sorted(PRESETS))
+    p.add_argument("--episodes", type=int, default=64, help="episodes scored")
+    p.add_argument("--fit_episodes", type=int, default=64, help="episodes the motion is fitted on")
+    p.add_argument("--context", type=int, default=64, help="context frames (the cpu protocol's 64)")
+    p.add_argument("--window", type=int, default=16, help="the short window of the memory split")
+    p.add_argument("--turn_cost", type=float, nargs="+", default=[0.5], help="cells per radian (several: a sweep)")
+    p.add_argument("--tolerance", type=float, nargs=2, default=(15.0, 0.25), metavar=("DEG", "CELLS"))
+    args = p.parse_args()
+    if args.episodes < 1 or args.fit_episodes < 1:
+        p.error("--episodes and --fit_episodes must be at least 1")
+    cfg = PRESETS[args.preset]
+    fit = generate(np.arange(args.fit_episodes) + 2 * 10**6, cfg)
+    motion, rate = pose_memory.Motion.fit(fit["actions"], fit["pose"], 6)
+    print(f"{args.preset}: fitted motion {motion} (steps that moved per action: {np.round(rate, 2).tolist()})")
+    eps = generate(np.arange(args.episodes) + 3 * 10**6, cfg)
+    video, actions, true_pose = eps["video"], eps["actions"], eps["pose"].astype(np.float64)
+    c = args.context
+    t_all = video.shape[1]
+    moved = np.array(pose_memory.moved(jnp.asarray(video)))
+    moved[:, c:] = True  # a rollout's frames: assumed to move
+    pose, query = (np.asarray(x) for x in pose_memory.dead_reckon(jnp.asarray(actions), jnp.asarray(moved), motion))
+    mem = memory_mask(true_pose, c, args.window)  # (B, T - c)
+    last = psnr(video[:, c - 1:c], video[:, c:])
+    pairs = psnr(video[:, c:, None], video[:, None, :c])  # (B, T - c, c)
+    best = pairs.max(-1)
+    # the context frame nearest each predicted frame's true pose
+    for turn_cost in args.turn_cost:
+        def nearest_of(p_ctx, q):
+            d2 = np.sum((p_ctx[:, None, :, :2] - q[:, :, None, :2]) ** 2, -1)
+            d2 = d2 + (turn_cost * wrap_angle(p_ctx[:, None, :, 2] - q[:, :, None, 2])) ** 2
+            return np.argmin(d2 - 1e-6 * np.arange(c) / c, axis=-1)  # latest among equals
+        got = nearest_of(pose[:, :c], query[:, c:])
+        oracle = nearest_of(true_pose[:, :c], true_pose[:, c:])
+        take = lambda idx: np.take_along_axis(pairs, idx[..., None], -1)[..., 0]  # noqa: E731
+        got_psnr, oracle_psnr = take(got), take(oracle)
+        gp = np.take_along_axis(true_pose[:, :c], got[..., None], 1)
+        ang = np.degrees(np.abs(wrap_angle(gp[..., 2] - true_pose[:, c:, 2])))
+        dist = np.linalg.norm(gp[..., :2] - true_pose[:, c:, :2], axis=-1)
+        within = (ang <= args.tolerance[0]) & (dist <= args.tolerance[1])
+        print(f"turn_cost {turn_cost} cells/radian; {args.episodes} episodes, frames {c}-{t_all - 1}")
+        print(f"  {'split':8s} {'frames':>6s} {'within %g°/%gc' % tuple(args.tolerance):>14s} {'PSNR':>6s} "
+              f"{'oracle':>6s} {'best':>6s} {'copy-last':>9s}")
+        for name, m in (("all", np.ones_like(mem)), ("memory", mem)):
+            if not m.any():
+                print(f"  {name:8s} {0:6d}")
+                continue
+            print(f"  {name:8s} {int(m.sum()):6d} {within[m].mean():14.3f} {got_psnr[m].mean():6.2f} "
+                  f"{oracle_psnr[m].mean():6.2f} {best[m].mean():6.2f} {last[m].mean():9.2f}")
+
+
+if __name__ == "__main__":
+    main()
