@@ -20,7 +20,8 @@ Retrieval ranks the earlier frames p < t by
 
     d^2 = |xy_p - xy_q|^2 + (turn_cost * wrap(heading_p - heading_q))^2      (cells^2)
 
-and keeps the K nearest (the latest first among equals); one counts as found when d <= radius.
+and keeps the K nearest (the latest first among equals; frames younger than `min_age` are left
+to the transformer); one counts as found when d <= radius.
 The decoder reads each found frame's VQ-GAN embeddings with its pose relative to the query
 (forward, left, turn), so it can correct a near view into the right one rather than copy it.
 In a world of whole-cell moves and quarter turns the nearest earlier frame at d = 0 shows the
@@ -133,15 +134,19 @@ def dead_reckon(actions_BT: jax.Array, moved_BT: jax.Array, motion: Motion) -> t
 @dataclasses.dataclass(frozen=True)
 class Retrieval:
     """How earlier frames are ranked (config.model.memory): K neighbours, the cost of a turn in
-    cells per radian, and the largest distance (cells) that still counts as found."""
+    cells per radian, the largest distance (cells) that still counts as found, and the youngest
+    frame read (min_age 1: frame t - 1 on; larger leaves the latest frames to the transformer,
+    so a rollout's own recent frames cannot crowd the context's views of a place out)."""
     neighbours: int = 2
     turn_cost: float = 0.5
     radius: float = 0.5
+    min_age: int = 1
 
 
 def nearest(pose_BT3: jax.Array, query_BT3: jax.Array, retrieval: Retrieval, at: jax.Array | None = None
             ) -> tuple[jax.Array, jax.Array]:
-    """For each frame t (or only the traced frame `at`), the K earlier frames p < t nearest its query.
+    """For each frame t (or only the traced frame `at`), the K earlier frames p <= t - min_age nearest
+    its query.
 
     Returns (index (B, R, K) int32, relative pose features (B, R, K, POSE_FEATURES)), R = T or 1:
     the retrieved frame's position and heading in the query's frame (forward, left, turn) and
@@ -152,7 +157,7 @@ def nearest(pose_BT3: jax.Array, query_BT3: jax.Array, retrieval: Retrieval, at:
     dxy = pose_BT3[:, None, :, :2] - q[:, :, None, :2]  # (B, R, P, 2)
     dth = wrap(pose_BT3[:, None, :, 2] - q[:, :, None, 2])  # (B, R, P)
     d2 = jnp.sum(dxy ** 2, -1) + (retrieval.turn_cost * dth) ** 2
-    earlier = jnp.arange(t)[None, :] < rows[:, None]  # (R, P)
+    earlier = jnp.arange(t)[None, :] <= rows[:, None] - max(retrieval.min_age, 1)  # (R, P)
     score = jnp.where(earlier, -d2 + 1e-6 * jnp.arange(t) / t, -jnp.inf)  # the latest wins a tie
     k = min(retrieval.neighbours, t)
     top, idx = jax.lax.top_k(score, k)  # (B, R, K)

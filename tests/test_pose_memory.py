@@ -126,3 +126,10 @@ def test_bad_motion_tables_are_named(text, problem):
 def test_fit_without_poses_is_refused():
     with pytest.raises(UserError, match="pose arrays"):
         pose_memory.Motion.fit(np.zeros((2, 5), np.int32), np.zeros((2, 5, 2)), 6)
+
+
+def test_min_age_leaves_the_latest_frames_out():
+    actions = [F, TL, TR, TL, TR, TL]  # frames 0, 2, 4 and 1, 3, 5 share their poses
+    frames = list(range(6))
+    idx, feats = retrieve(actions, frames, GRID, pose_memory.Retrieval(1, 0.5, 1e-3, min_age=3))
+    assert found_index(idx, feats) == [-1, -1, -1, -1, 0, 1]  # frame 4 may not read 2, frame 5 not 3

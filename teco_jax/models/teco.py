@@ -205,7 +205,8 @@ class TECO(nnx.Module):
                 raise ValueError("config.model.memory.motion='fit' is fitted by the TECO task on the training "
                                  "data before training; this model was built from an unfitted config")
             self.motion = pose_memory.Motion.parse(mem.motion, cfg.num_actions)
-            self.retrieval = pose_memory.Retrieval(int(mem.neighbours), float(mem.turn_cost), float(mem.radius))
+            self.retrieval = pose_memory.Retrieval(int(mem.neighbours), float(mem.turn_cost), float(mem.radius),
+                                                   int(mem.min_age))
             self.detect_blocked = bool(mem.detect_blocked)
         copy_dim = cfg.vq_embed_dim * int(self.recall)  # what the decoder reads of earlier frames
         if self.motion is not None:
