@@ -5,7 +5,7 @@
 A frame transformer of TECO's `:cpu` size (2 layers, width 128, 4 heads, one token per frame)
 reads the VQ-GAN codes of frame t-1 and action a_t at position t and predicts the 64 codes of
 frame t. With `--variant shift` position t also adds (separately embedded) frame t-2 and action
-a_{t-1}: the previous token, what `config.model.token_shift` gives TECO's temporal transformer.
+a_{t-1}: the previous token (a token shift; measured in docs/cpu_world.md and not kept in TECO).
 With `--variant recall` the tokens first pass through `teco_jax.nn.recall.Recall`, the built-in
 induction head that `config.model.recall` gives TECO.
 Every 250 steps it prints the accuracy on 32 test clips for frames that are new, that repeat
@@ -107,7 +107,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500, help="training steps (scores printed every 250)")
     p.add_argument("--variant", choices=("plain", "shift", "recall"), default="shift",
                    help="plain: frame t-1 and action a_t at position t; shift: also frame t-2 and a_{t-1} "
-                        "(model.token_shift); recall: the tokens first pass through nn/recall.Recall (model.recall)")
+                        "(a token shift); recall: the tokens first pass through nn/recall.Recall (model.recall)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup 200 steps, cosine to lr/10)")
     p.add_argument("--layers", type=int, default=2, help="transformer layers")
     p.add_argument("--width", type=int, default=128, help="transformer width (4 heads, MLP 4x)")

@@ -45,11 +45,6 @@ def teco_config():
     m.remat = False  # recompute activations (E, D, transformer blocks) in the backward pass: less memory, more time
     m.loss_chunk = 0  # > 0: decoder and prior losses over groups of this many frames, recomputed in the backward pass
     m.z_dropout = 0.0  # not in the paper: P(decoder reads z_t = 0) per training frame (tasks/teco.py)
-    m.scheduled_sampling = 0.0  # not in the paper: P(an input frame is the model's own prediction) (tasks/teco.py)
-    m.scheduled_suffix = False  # scheduled sampling only from a random frame on, as in a rollout
-    m.scheduled_passes = 1  # > 1: predict again from the mixed inputs, so replaced frames carry compounded errors
-    m.blind_suffix = 0.0  # not in the paper: P(an example's inputs are zeroed from a random frame on) (tasks/teco.py)
-    m.token_shift = False  # not in the paper: each temporal token also reads the previous frame's (models/teco.py)
     m.recall = False  # not in the paper: built-in induction heads for h_t and the decoder (nn/recall.py)
     # Not in the paper: the decoder also reads the earlier frames taken nearest the pose the
     # actions dead-reckon to (teco_jax/pose_memory.py). motion: "" (off), "fit" (each action's
@@ -126,11 +121,7 @@ def cpu(c):
     m.z_dropout = 0.5
     m.action_dropout = 0.1  # most clips keep their actions: the benchmark is action-conditioned
     # Rollouts read back what h_t alone predicts (show = feedback = "mean", docs/cpu_world.md):
-    # in the cell-move world every revisited view recurs exactly, and the transformer finds
-    # it in its window from the frames it reads. blind_suffix (open-loop training, the
-    # cpu_smooth world's setting) is off: a rollout that reads nothing back has no view to
-    # match a place by.
-    m.blind_suffix = 0.0
+    # the transformer and the memory find places from the frames it reads.
     # Built-in induction heads (nn/recall.py): the lookup of an earlier view that no TECO
     # here learned on its own in CPU time (docs/cpu_world.md, "Recall").
     m.recall = True

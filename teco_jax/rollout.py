@@ -11,8 +11,8 @@ posterior E(e_{t-1}, e_t) of the shown frame or of the h_t-alone frame instead o
 prior's z_t, so the transformer reads what it read in training: encoded frames. With
 show = "sample", feedback = "mean", the frames shown are samples of the full model while
 the history stays on the h_t-alone track. feedback = "none" reads no generated frame back
-(their z are zeros): every h_t is predicted from the context and the actions alone, as
-model.blind_suffix trains, so the rollout's errors cannot compound.
+(their z are zeros): every h_t is predicted from the context and the actions alone (an
+open-loop rollout), so the rollout's errors cannot compound.
 
 The window holds the model's trained length (`window` frames). When it is full, the
 oldest `sampler.slide` frames are dropped and the cache is rebuilt from the remaining
@@ -63,7 +63,7 @@ class Sampler:
     # ("sample") or argmax D(0, h_t), h_t alone as z_dropout trains the decoder ("mean").
     # feedback: what the next step reads as z_t, the prior's sample ("prior"), or the posterior
     # E(e_{t-1}, e_t) of the shown frame ("shown") or of the h_t-alone frame ("mean"), or
-    # nothing ("none": zeros, for models trained with model.blind_suffix); the frames whose
+    # nothing ("none": zeros, an open-loop rollout); the frames whose
     # posteriors are read are the ones the state keeps.
     show: str = "sample"  # or "mean"
     feedback: str = "prior"  # or "shown", "mean", "none"
@@ -97,8 +97,8 @@ def add_sampler_flags(parser) -> None:
                              "h_t alone (default: the config's model.sampling.show)")
     parser.add_argument("--feedback", choices=FEEDBACK, default=None,
                         help="z the next step reads: the prior's sample (the paper), the posterior of the shown "
-                             "frame or of the h_t-alone frame, or none (zeros: models trained with "
-                             "model.blind_suffix) (default: the config's model.sampling.feedback)")
+                             "frame or of the h_t-alone frame, or none (zeros: an open-loop "
+                             "rollout) (default: the config's model.sampling.feedback)")
 
 
 def sampler_from_args(default: Sampler, args) -> Sampler:
@@ -170,7 +170,7 @@ def _decode_frame(model: TECO, vq_embeddings: jax.Array, h_BhwD: jax.Array, prev
         shown = mean
     if sampler.feedback == "prior":
         return z_t, shown, shown
-    if sampler.feedback == "none":  # generated frames are never read back (model.blind_suffix trains for it)
+    if sampler.feedback == "none":  # generated frames are never read back (open loop)
         return jnp.zeros_like(h_BhwD), shown, shown
     track = shown if sampler.feedback == "shown" else mean
     embed = lambda c: jnp.take(vq_embeddings, c, axis=0).astype(h_BhwD.dtype)  # noqa: E731

@@ -73,9 +73,9 @@ def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_tabl
     """10 frames through a window of 5 (2 context): the cached rollout equals the written-out
     reference, for the exact sliding window, and for sliding 2 frames at a time with each
     temporal token reading the previous one and what followed its earlier matches
-    (model.token_shift, model.recall, model.memory). The sampler is greedy and key-free (confidence,
+    (model.recall, model.memory). The sampler is greedy and key-free (confidence,
     temperatures 0), so any difference comes from h_t."""
-    model, table = (_model_and_table(token_shift=True, recall=True, memory=MEMORY) if switches
+    model, table = (_model_and_table(recall=True, memory=MEMORY) if switches
                     else model_and_table)
     rng = np.random.default_rng(3)
     context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
@@ -215,7 +215,7 @@ def test_sampler_override_replaces_given_fields_only():
 def test_no_feedback_is_one_teacher_forced_pass_with_the_generated_inputs_zeroed(model_and_table, show):
     """feedback = "none" never reads a generated frame back: within the window, every h_t is
     the transformer run once on the context's posteriors followed by zeros (what
-    model.blind_suffix trains), and the shown frames are decoded from it."""
+    an open-loop rollout), and the shown frames are decoded from it."""
     model, table = model_and_table
     rng = np.random.default_rng(6)
     context = jnp.asarray(rng.integers(0, V, (2, 3, 8, 8)), jnp.int32)

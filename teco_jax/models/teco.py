@@ -102,14 +102,8 @@ class TemporalTransformer(nnx.Module):
     a strided conv (kernel = stride = z_ds) turns each hxw map into N tokens, a block-causal
     transformer mixes them, a transposed conv brings them back to hxw.
 
-    cfg.token_shift (not in the paper): position t also adds a linear map of position t-1's
-    input (zero at t = 0), so a single attention layer can match "this view, this action" to
-    an earlier position and read the view that followed it there (an induction head without
-    the previous-token head; docs/cpu_world.md, "Token shift").
-
     cfg.recall (not in the paper): position t also adds what followed its input the last
-    times it occurred in the window (nn/recall.py: a built-in induction head; applied before
-    the token shift); TECO.recalled finds that frame's VQ-GAN embeddings for the decoder.
+    times it occurred in the window (nn/recall.py: a built-in induction head); TECO.recalled finds that frame's VQ-GAN embeddings for the decoder.
     """
 
     def __init__(self, cfg, z_dim: int, action_dim: int, grid: tuple[int, int], *, rngs, dtype=None):
@@ -126,8 +120,6 @@ class TemporalTransformer(nnx.Module):
         self.start = _normal_param(rngs, (self.tokens_per_frame, t.width), (None, "embed"))
         self.transformer = Transformer(t.width, t.width, t.mlp_dim, t.num_heads, t.num_layers, rngs=rngs, dtype=dtype,
                                        remat=bool(cfg.get("remat", False)))
-        self.shift = (layers.dense(t.width, t.width, ("embed", None), use_bias=False, rngs=rngs, dtype=dtype)
-                      if cfg.get("token_shift", False) else None)
         self.recall = (Recall(self.tokens_per_frame, t.width, t.width, rngs=rngs, dtype=dtype)
                        if cfg.get("recall", False) else None)
         self.unproj = nnx.ConvTranspose(t.width, z_dim, (cfg.z_ds, cfg.z_ds), (cfg.z_ds, cfg.z_ds), padding="VALID",
@@ -157,26 +149,20 @@ class TemporalTransformer(nnx.Module):
         x = jnp.concatenate([self._start(x.shape[0], x.dtype), x], axis=1)
         if self.recall is not None:
             x = x + self.recall(x)
-        if self.shift is not None:
-            x = x + self.shift(shift_right(x))
         return x
 
     def _input_at(self, z_BThwD: jax.Array, a_BTA: jax.Array, t: jax.Array) -> jax.Array:
-        """Frame t's tokens before the shift (the start block at t = 0): (B, 1, N, width)."""
+        """Frame t's tokens (the start block at t = 0): (B, 1, N, width)."""
         z_prev = jax.lax.dynamic_index_in_dim(z_BThwD, jnp.maximum(t - 1, 0), axis=1)
         x = self.tokens(z_prev, jax.lax.dynamic_index_in_dim(a_BTA, t, axis=1))
         return jnp.where(t == 0, self._start(x.shape[0], x.dtype), x)
 
     def sequence_at(self, z_BThwD: jax.Array, a_BTA: jax.Array, t: jax.Array) -> jax.Array:
-        """`sequence(z, a)[:, t]` for a traced t, computed from frames t-2..t only (with recall,
-        from the whole window up to t): (B, N, width)."""
+        """`sequence(z, a)[:, t]` for a traced t, computed from frame t-1 and action t only (with
+        recall, from the whole window up to t): (B, N, width)."""
         if self.recall is not None:  # reads every earlier position; frames after t are masked out
             return jax.lax.dynamic_index_in_dim(self.sequence(z_BThwD, a_BTA), t, axis=1, keepdims=False)
-        x = self._input_at(z_BThwD, a_BTA, t)
-        if self.shift is not None:
-            prev = self._input_at(z_BThwD, a_BTA, jnp.maximum(t - 1, 0))
-            x = x + self.shift(jnp.where(t == 0, jnp.zeros_like(prev), prev))
-        return x[:, 0]
+        return self._input_at(z_BThwD, a_BTA, t)[:, 0]
 
     def __call__(self, z_BThwD: jax.Array, a_BTA: jax.Array) -> jax.Array:
         x = self.sequence(z_BThwD, a_BTA)

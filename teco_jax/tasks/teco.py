@@ -54,63 +54,6 @@ def z_dropout(key: jax.Array, z_BnhwD: jax.Array, rate: float) -> jax.Array:
     return jnp.where(keep[:, :, None, None, None], z_BnhwD, jnp.zeros_like(z_BnhwD))
 
 
-def blind_suffix(key: jax.Array, z_BThwD: jax.Array, rate: float, n_cond: int) -> jax.Array:
-    """With probability `rate` per example, zero the transformer's inputs z_s for s >= a cut
-    drawn uniformly from [n_cond, T) (not in the paper; off in its presets).
-
-    Frames after the cut are then predicted from the true frames before it and the actions
-    alone: what a rollout with sampler.feedback = "none" asks of the model, whose generated
-    frames are never read back, so its errors cannot compound."""
-    b, t = z_BThwD.shape[:2]
-    k_use, k_cut = jax.random.split(key)
-    cut_B = jnp.where(jax.random.bernoulli(k_use, rate, (b,)), jax.random.randint(k_cut, (b,), n_cond, t), t)
-    blind = jnp.arange(t)[None] >= cut_B[:, None]
-    return jnp.where(blind[:, :, None, None, None], jnp.zeros_like(z_BThwD), z_BThwD)
-
-
-def encode_codes(model: TECO, vq_embeddings_VE: jax.Array, codes_BTHW: jax.Array) -> tuple[jax.Array, dict]:
-    """TECO's posteriors z of VQ-GAN codes (looked up in the VQ-GAN's codebook), and its VQ outputs."""
-    return model.encode(jnp.take(vq_embeddings_VE, codes_BTHW, axis=0))
-
-
-def own_prediction_inputs(model: TECO, z_BThwD: jax.Array, codes_BTHW: jax.Array, a_BTA: jax.Array,
-                          key: jax.Array, rate: float, n_cond: int, suffix: bool = False, passes: int = 1,
-                          vq_embeddings_VE: jax.Array | None = None) -> jax.Array:
-    """Scheduled sampling for the temporal transformer's inputs (not in the paper).
-
-    A teacher-forced pass on the posteriors z predicts every frame from h_t alone
-    (argmax D(0, h_t), what a rollout with sampler.show = "mean" shows; the argmax passes
-    no gradient); each frame t >= n_cond is then replaced by that prediction with
-    probability `rate`. With `suffix`, only the frames from a start drawn uniformly from
-    [n_cond, T) per example are candidates, as in a rollout, whose true context is followed
-    by its own frames. Returns the (B, T, H, W) codes whose posteriors the transformer
-    reads: it learns to predict the next true frame from inputs that carry its own
-    errors, as a rollout's do.
-
-    passes > 1 (needs vq_embeddings_VE to re-encode) repeats the prediction on the mixed
-    inputs of the previous pass, keeping the same replaced frames: after k passes a
-    replaced frame was predicted from inputs that carry k - 1 rounds of the model's own
-    errors, and the first k frames of a replaced run are exactly what the h_t-alone
-    rollout from the frames before it gives (a Jacobi iteration of the rollout)."""
-    if passes > 1 and vq_embeddings_VE is None:
-        raise ValueError("own_prediction_inputs: passes > 1 needs vq_embeddings_VE to re-encode its inputs")
-    b, t = codes_BTHW.shape[:2]
-    if suffix:
-        key, k_start = jax.random.split(key)
-        start_B = jax.random.randint(k_start, (b,), n_cond, t)
-    else:  # every frame from n_cond on, with the same draws as before the suffix option
-        start_B = jnp.full((b,), n_cond)
-    replace = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t)[None] >= start_B[:, None])
-    codes_in = codes_BTHW
-    for i in range(passes):
-        if i > 0:
-            z_BThwD, _ = encode_codes(model, vq_embeddings_VE, codes_in)
-        h = model.temporal(z_BThwD, a_BTA)
-        pred = model.h_only_codes(h).astype(codes_BTHW.dtype)
-        codes_in = jnp.where(replace[:, :, None, None], pred, codes_BTHW)
-    return codes_in
-
-
 def frame_loss_sums(model: TECO, frames: dict[str, jax.Array], label_smoothing: float, chunk: int = 0
                     ) -> dict[str, jax.Array]:
     """The decoder's and the prior's losses summed over F frames (the loss divides).
@@ -202,17 +145,10 @@ class TECOTask(base.Task):
     def preflight(self, data_meta) -> None:
         """The code dataset against config.model: codes, vocabulary, code grid, actions, its VQ-GAN;
         and the model's own settings that no dataset can catch."""
-        passes = self.config.model.get("scheduled_passes", 1)
-        if not isinstance(passes, int) or passes < 1:
-            raise UserError(f"config.model.scheduled_passes={passes!r}: it counts prediction passes, an integer >= 1 "
-                            "(1: the plain scheduled sampling)")
-        for key in ("blind_suffix", "scheduled_sampling", "z_dropout", "action_dropout"):
+        for key in ("z_dropout", "action_dropout"):
             rate = self.config.model.get(key, 0.0)
             if not 0.0 <= rate <= 1.0:
                 raise UserError(f"config.model.{key}={rate!r}: it is a probability, between 0 and 1")
-            if rate > 0 and key in ("blind_suffix", "scheduled_sampling") and self.config.model.get("recall", False):
-                raise UserError(f"config.model.recall copies the earlier frames the transformer read, and "
-                                f"config.model.{key}={rate!r} changes those inputs: use one or the other")
         if data_meta is None:
             return
         from teco_jax.data import tfds_io
@@ -298,15 +234,7 @@ class TECOTask(base.Task):
         e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0)
         z, vq = model.encode(e)
         a_emb = model.embed_actions(actions_BT)
-        z_in = z  # what the temporal transformer reads
-        if train and m.get("scheduled_sampling", 0.0) > 0:
-            codes_in = own_prediction_inputs(model, z, codes_BTHW, a_emb, jax.random.fold_in(key, 2),
-                                             m.scheduled_sampling, m.n_cond, bool(m.get("scheduled_suffix", False)),
-                                             int(m.get("scheduled_passes", 1)), constants["vq_embeddings"])
-            z_in, _ = encode_codes(model, constants["vq_embeddings"], codes_in)
-        if train and m.get("blind_suffix", 0.0) > 0:
-            z_in = blind_suffix(jax.random.fold_in(key, 3), z_in, m.blind_suffix, m.n_cond)
-        h = model.temporal(z_in, a_emb)
+        h = model.temporal(z, a_emb)
         copy = model.recalled(actions_BT, e)
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)

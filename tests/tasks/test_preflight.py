@@ -55,18 +55,11 @@ def test_teco_preflight_names_the_key_and_both_values():
         "config.data.dir=data/codes holds raw frames, but TECO trains on VQ-GAN codes: encode them first")
 
 
-def test_teco_preflight_refuses_fewer_than_one_scheduled_pass():
-    for meta in (_meta(), None):  # a model setting: checked with or without data
-        assert _error(_teco(scheduled_passes=0), meta) == (
-            "config.model.scheduled_passes=0: it counts prediction passes, an integer >= 1 "
-            "(1: the plain scheduled sampling)")
-    _teco(scheduled_passes=3).preflight(_meta())
-
-
 def test_teco_preflight_refuses_rates_outside_zero_to_one():
-    assert _error(_teco(blind_suffix=1.5), None) == "config.model.blind_suffix=1.5: it is a probability, between 0 and 1"
+    assert _error(_teco(action_dropout=1.5), None) == (
+        "config.model.action_dropout=1.5: it is a probability, between 0 and 1")
     assert _error(_teco(z_dropout=-0.1), _meta()) == "config.model.z_dropout=-0.1: it is a probability, between 0 and 1"
-    _teco(blind_suffix=1.0, z_dropout=0.0).preflight(_meta())
+    _teco(action_dropout=1.0, z_dropout=0.0).preflight(_meta())
 
 
 def test_teco_preflight_checks_the_recorded_vqgan(tmp_path):

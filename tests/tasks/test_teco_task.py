@@ -64,11 +64,11 @@ def _h(model, e, actions):
 @pytest.mark.parametrize("switches", [False, True])
 def test_causality_of_the_temporal_transformer(setup, switches):
     task, model, codes, actions = setup
-    if switches:  # tokens also read the previous one (token_shift) and earlier matches (recall), the decoder
+    if switches:  # tokens also read earlier matches (recall), the decoder
         # the frames nearest the dead-reckoned pose (memory): still causal
-        task = teco_task.TECOTask(tiny_config(token_shift=True, recall=True, memory=MEMORY))
+        task = teco_task.TECOTask(tiny_config(recall=True, memory=MEMORY))
         model = task.build_model(nnx.Rngs(0))
-        assert model.temporal.shift is not None and model.temporal.recall is not None
+        assert model.temporal.recall is not None and model.motion is not None
     table = jnp.asarray(task.vq_embeddings)
     h = _h(model, table[codes], actions)
     for t in range(1, T):
@@ -184,70 +184,6 @@ def test_z_dropout_hides_z_from_the_decoder_in_training_only():
     assert float(jnp.abs(evaluation["logits"] - blind).max()) > 1e-3
 
 
-def test_scheduled_sampling_feeds_the_transformer_its_own_predictions_in_training_only():
-    """scheduled_sampling replaces whole input frames t >= n_cond by argmax D(0, h_t) of a
-    teacher-forced pass, at the given rate; evaluation and the targets keep the true codes."""
-    rng = np.random.default_rng(2)
-    codes = jnp.asarray(rng.integers(0, V, (64, T, 8, 8)), jnp.int32)
-    actions = jnp.asarray(rng.integers(0, 6, (64, T)), jnp.int32)
-    task = teco_task.TECOTask(tiny_config(scheduled_sampling=0.5))
-    model = task.build_model(nnx.Rngs(0))
-    table = jnp.asarray(task.vq_embeddings)
-    a_emb = model.embed_actions(actions)
-    z = model.encode(table[codes])[0]
-    mixed = np.asarray(teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(1), 0.5, 1))
-    h = model.temporal(z, a_emb)
-    pred = np.asarray(jnp.argmax(model.decode_logits(jnp.zeros_like(h), h), -1))
-    true_frame = (mixed == np.asarray(codes)).all(axis=(2, 3))
-    pred_frame = (mixed == pred).all(axis=(2, 3))
-    assert np.all(true_frame | pred_frame)  # whole frames, from one source or the other
-    assert true_frame[:, 0].all()  # frames < n_cond are never replaced
-    replaced = pred_frame[:, 1:] & ~true_frame[:, 1:]
-    assert 0.4 < replaced.mean() < 0.6
-    key, const = jax.random.key(3), task.constants()
-    train = task.forward(model, codes, actions, key, const, 0.0, train=True)
-    plain = teco_task.TECOTask(tiny_config()).forward(model, codes, actions, key, const, 0.0, train=True)
-    evaluation = task.forward(model, codes, actions, key, const, 0.0, train=False)
-    np.testing.assert_array_equal(train["z_codes"], plain["z_codes"])  # the prior's targets: the true frames
-    assert float(jnp.abs(train["h"] - plain["h"]).max()) > 1e-3  # the transformer read other inputs
-    np.testing.assert_allclose(evaluation["h"], plain["h"], atol=1e-5)  # evaluation is teacher-forced
-    # suffix: the replaced frames of an example all come after its true ones (a rollout's order)
-    mixed = np.asarray(teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(1), 1.0, 1, True))
-    replaced = ~(mixed == np.asarray(codes)).all(axis=(2, 3))
-    assert not replaced[:, 0].any() and replaced[:, -1].all()
-    assert np.all(np.diff(replaced.astype(int), axis=1) >= 0)  # once replaced, replaced to the end
-    assert len(set(replaced.sum(axis=1))) > 2  # the start is drawn per example
-
-
-def test_scheduled_passes_make_the_replaced_frames_a_rollout_of_the_model():
-    """With every frame t >= n_cond replaced, k passes give exactly the h_t-alone rollout
-    (each frame argmax D(0, h_t) of the frames before it, fed back) for the first k
-    replaced frames; one pass gives it for the first frame only."""
-    rng = np.random.default_rng(4)
-    codes = jnp.asarray(rng.integers(0, V, (3, T, 8, 8)), jnp.int32)
-    actions = jnp.asarray(rng.integers(0, 6, (3, T)), jnp.int32)
-    task = teco_task.TECOTask(tiny_config())
-    model = task.build_model(nnx.Rngs(5))
-    table = jnp.asarray(task.vq_embeddings)
-    a_emb = model.embed_actions(actions)
-    rollout = codes
-    for t in range(1, T):  # the sampler's "mean" track, one frame at a time
-        z = model.encode(table[rollout])[0]
-        h = model.temporal(z, a_emb)
-        frame = jnp.argmax(model.decode_logits(jnp.zeros_like(z), h), -1)[:, t]
-        rollout = rollout.at[:, t].set(frame.astype(rollout.dtype))
-    z = model.encode(table[codes])[0]
-    for passes in (1, 2, T - 1):
-        mixed = teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(0), 1.0, 1,
-                                                passes=passes, vq_embeddings_VE=table)
-        same = (np.asarray(mixed) == np.asarray(rollout)).all(axis=(0, 2, 3))
-        assert same[:passes + 1].all(), (passes, same)
-        if passes < T - 1:  # later frames still read some true inputs: not the rollout
-            assert not same[passes + 1:].all(), (passes, same)
-    with pytest.raises(ValueError, match="vq_embeddings_VE"):
-        teco_task.own_prediction_inputs(model, z, codes, a_emb, jax.random.key(0), 1.0, 1, passes=2)
-
-
 def test_loss_is_finite_and_trains(setup):
     task, model, codes, actions = setup
     graph, params = nnx.split(model)
@@ -328,31 +264,3 @@ def test_loss_chunks_change_memory_not_numbers():
     assert max(float(jnp.abs(g).max()) for g in results[1][2]) > 0.1
 
 
-def test_blind_suffix_zeroes_the_transformer_inputs_from_a_random_cut_in_training_only():
-    """blind_suffix zeroes z_s for s >= a cut in [n_cond, T) drawn per example (at the given
-    rate), so h_t up to the cut is the teacher-forced one and later frames are predicted from
-    the frames before the cut and the actions; evaluation stays teacher-forced."""
-    rng = np.random.default_rng(3)
-    z = jnp.asarray(rng.normal(size=(64, T, 2, 2, 4)), jnp.float32)
-    blinded = np.asarray(teco_task.blind_suffix(jax.random.key(0), z, 1.0, 1))
-    zeroed = (blinded == 0).all(axis=(2, 3, 4))
-    kept = (blinded == np.asarray(z)).all(axis=(2, 3, 4))
-    assert np.all(zeroed | kept) and not zeroed[:, 0].any() and zeroed[:, -1].all()
-    assert np.all(np.diff(zeroed.astype(int), axis=1) >= 0)  # zeroed from the cut to the end
-    assert set(zeroed.sum(axis=1)) == set(range(1, T))  # cuts drawn per example, from n_cond to T - 1
-    some = (np.asarray(teco_task.blind_suffix(jax.random.key(0), z, 0.5, 1)) == 0).all(axis=(2, 3, 4)).any(axis=1)
-    assert 0.3 < some.mean() < 0.7
-    np.testing.assert_array_equal(teco_task.blind_suffix(jax.random.key(0), z, 0.0, 1), z)
-
-    codes = jnp.asarray(rng.integers(0, V, (8, T, 8, 8)), jnp.int32)
-    actions = jnp.asarray(rng.integers(0, 6, (8, T)), jnp.int32)
-    task = teco_task.TECOTask(tiny_config(blind_suffix=1.0))
-    model = task.build_model(nnx.Rngs(0))
-    key, const = jax.random.key(3), task.constants()
-    train = task.forward(model, codes, actions, key, const, 0.0, train=True)
-    plain = teco_task.TECOTask(tiny_config()).forward(model, codes, actions, key, const, 0.0, train=True)
-    evaluation = task.forward(model, codes, actions, key, const, 0.0, train=False)
-    np.testing.assert_allclose(evaluation["h"], plain["h"], atol=1e-5)
-    same = np.abs(np.asarray(train["h"] - plain["h"])).max(axis=(2, 3, 4)) < 1e-5  # (B, T - n_cond)
-    assert same[:, 0].all() and not same[:, -1].all()  # the first frame after n_cond reads a true input
-    assert np.all(np.diff(same.astype(int), axis=1) <= 0)  # causal: equal up to the cut, then not
