@@ -1,4 +1,4 @@
-"""Dataset generator throughput (issue 2 targets, on a 2-core CPU):
+"""Dataset generator throughput (targets on a 2-core CPU):
 maze 64x64 >= 1500 frames/s; voxel 128x128 >= 100 frames/s and 64x64 >= 400 frames/s.
 
     python bench/data_gen_throughput.py [--episodes 16] [--workers 1 2]

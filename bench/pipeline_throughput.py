@@ -1,4 +1,4 @@
-"""Input pipeline throughput: batches/s of 32 clips x 300 frames x 64x64x3 (issue 2 target: >= 10).
+"""Input pipeline throughput: batches/s of 32 clips x 300 frames x 64x64x3 (target: >= 10).
 
     python bench/pipeline_throughput.py [--episodes 64] [--batches 30]
 

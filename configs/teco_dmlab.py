@@ -51,10 +51,12 @@ def teco_config():
     # turn and step fitted on the training clips' poses when training starts, then stored in the
     # run's config) or a table; neighbours: frames read; turn_cost: cells per radian in the pose
     # distance; radius: the largest distance (cells) that counts as found; min_age: the youngest
-    # frame read (1: frame t - 1 on); detect_blocked: a step counts only where the frame changed
-    # (worlds whose walls block steps).
+    # frame read (1: frame t - 1 on); latest: also read frame t - 1 in a slot of its own;
+    # fov_degrees: the camera's horizontal field of view (earlier views are turned into the
+    # query's heading by shifting their columns); detect_blocked: a step counts only where the
+    # frame changed (worlds whose walls block steps).
     m.memory = ml_collections.ConfigDict(dict(motion="", neighbours=2, turn_cost=0.5, radius=1.0, min_age=1,
-                                              detect_blocked=True))
+                                              latest=False, fov_degrees=70.0, detect_blocked=True))
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,
                                                 choice_temperature=4.5, slide=1, show="sample",
@@ -141,16 +143,17 @@ def cpu(c):
 
 def smooth(c):
     """The CPU recipe for the smooth maze world (`python -m data_gen.maze --preset smooth`: 15-degree
-    turns, 0.15-cell steps, so no view recurs exactly): the pose memory reads the two earlier
-    frames nearest the dead-reckoned pose among those at least 8 frames old (the transformer
-    has the latest ones; a rollout's own blurred recent frames would otherwise be nearest), with
-    their relative poses, and the decoder corrects the near view. Steps are never blocked in that world (the fit prints that every step of every
+    turns, 0.15-cell steps, so no view recurs exactly): the pose memory reads frame t - 1 and
+    the two earlier frames nearest the dead-reckoned pose among those at least 8 frames old (a
+    rollout's own recent frames would otherwise always be nearest and crowd the context's views
+    of a place out), each turned into frame t's heading, with their relative poses; the decoder
+    corrects the near views. Steps are never blocked in that world (the fit prints that every step of every
     action moved), so an unchanged generated frame does not stop the dead reckoning. The view-keyed
     recall is off: its keys need views that repeat (docs/cpu_world.md, "Pose memory")."""
     c = cpu(c)
     m = c.model
     m.recall = False
-    m.memory.update(dict(neighbours=2, min_age=8, detect_blocked=False))
+    m.memory.update(dict(neighbours=2, min_age=8, latest=True, detect_blocked=False))
     return c
 
 

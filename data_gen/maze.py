@@ -657,7 +657,8 @@ GENERATOR = Generator(name="maze", generate=generate, action_names=ACTIONS, summ
 # plain floors (few, large regions instead of texture detail), a 7x7 maze patrolled by a
 # 3-target tour so places come back, 128-frame episodes, and cell moves (a whole cell per
 # step, 90-degree turns) so that a place revisited looks exactly as it did.
-# "cpu_smooth": the cpu world of the first sessions: 5x5, the dmlab world's small steps.
+# "smooth" (alias "cpu_smooth"): the cpu world with the dmlab world's smooth motion (15-degree turns,
+# 0.15-cell steps) in a 5x5 maze, so no view recurs exactly: the world of the pose memory.
 _CPU_SMOOTH = MazeConfig(size=5, resolution=32, episode_length=128, texture_family="flat", texture_size=8,
                          wall_textures=4, tint=0.1, fog=0.12, shade_levels=8, target_radius=4)
 PRESETS = {

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The quickstart: the whole pipeline on the CPU-scale maze world, on a 2-core CPU.
+# The quickstart: the whole pipeline on a CPU-scale maze world, on a 2-core CPU.
 #
-#   data (maze --preset cpu) -> TFDS -> VQ-GAN (cpu) -> codes -> TECO (cpu) -> benchmark report
+#   data (maze --preset WORLD) -> TFDS -> VQ-GAN (cpu) -> codes -> TECO (WORLD) -> benchmark report
+#
+# WORLD=smooth (the default): 15-degree turns and 0.15-cell steps, no view ever recurs exactly;
+# WORLD=grid: whole-cell moves and quarter turns (maze --preset cpu, configs/teco_dmlab.py:cpu).
 #
 # Every stage is a visible call of a real command-line tool. A stage whose output is
 # complete is skipped, and training resumes from its last checkpoint, so after an
@@ -9,10 +12,16 @@
 # to $RUN/timings.tsv. Sizes can be changed through the environment variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+WORLD=${WORLD:-smooth}
+case "$WORLD" in
+    smooth) MAZE_PRESET=smooth; TECO_PRESET=smooth ;;
+    grid) MAZE_PRESET=cpu; TECO_PRESET=cpu ;;
+    *) echo "error: WORLD=$WORLD: choose smooth or grid" >&2; exit 2 ;;
+esac
 RUN=${RUN:-runs/quickstart}
 EPISODES=${EPISODES:-1000}    # 128-frame episodes of 32x32 frames; 10% go to the test split
 VQ_STEPS=${VQ_STEPS:-1200}    # VQ-GAN training steps (cpu preset, ~4.5 steps/s on 2 cores)
-TECO_STEPS=${TECO_STEPS:-1000}  # TECO training steps (cpu preset with recall and odometry, ~1.3 steps/s on 2 cores)
+TECO_STEPS=${TECO_STEPS:-1000}  # TECO training steps (~1-1.3 steps/s on 2 cores)
 VIDEOS=${VIDEOS:-16}          # test videos in the benchmark (4 groups of 4)
 mkdir -p "$RUN"
 TIMINGS="$RUN/timings.tsv"
@@ -22,8 +31,8 @@ stage_done() { printf '%s\t%s\n' "$STAGE_NAME" "$(( $(date +%s) - STAGE_T0 ))" >
 trained() { [ -d "$1/checkpoints/$2" ]; }  # the checkpoint of the last step exists
 built() { ls "$1"/*/1.0.0/teco_meta.json >/dev/null 2>&1; }  # a complete TFDS dataset is there
 
-stage "1/6" "generate $EPISODES maze episodes of the CPU-scale world -> $RUN/maze"
-python -m data_gen.maze --preset cpu --episodes "$EPISODES" --out "$RUN/maze" --seed 0 --workers 2 \
+stage "1/6" "generate $EPISODES maze episodes of the CPU-scale $WORLD world -> $RUN/maze"
+python -m data_gen.maze --preset "$MAZE_PRESET" --episodes "$EPISODES" --out "$RUN/maze" --seed 0 --workers 2 \
     --preview "$RUN/maze_contact_sheet.png"
 stage_done
 
@@ -56,11 +65,11 @@ else
 fi
 stage_done
 
-stage "5/6" "train TECO (configs/teco_dmlab.py:cpu, $TECO_STEPS steps) -> $RUN/teco"
+stage "5/6" "train TECO (configs/teco_dmlab.py:$TECO_PRESET, $TECO_STEPS steps) -> $RUN/teco"
 if trained "$RUN/teco" "$TECO_STEPS"; then
     echo "already trained, skipping"
 else
-    python -m teco_jax.train --config configs/teco_dmlab.py:cpu --workdir "$RUN/teco" \
+    python -m teco_jax.train --config "configs/teco_dmlab.py:$TECO_PRESET" --workdir "$RUN/teco" \
         --config.data.dir="$RUN/maze_codes" --config.train.num_steps="$TECO_STEPS" \
         --config.optim.decay_steps="$TECO_STEPS" --config.train.eval_every=$(( TECO_STEPS / 2 ))
 fi

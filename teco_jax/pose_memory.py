@@ -141,12 +141,17 @@ class Retrieval:
     turn_cost: float = 0.5
     radius: float = 0.5
     min_age: int = 1
+    latest: bool = False  # also read frame t - 1 (with its pose relative to the query), first
+
+    @property
+    def slots(self) -> int:
+        return self.neighbours + int(self.latest)
 
 
 def nearest(pose_BT3: jax.Array, query_BT3: jax.Array, retrieval: Retrieval, at: jax.Array | None = None
             ) -> tuple[jax.Array, jax.Array]:
     """For each frame t (or only the traced frame `at`), the K earlier frames p <= t - min_age nearest
-    its query.
+    its query (after frame t - 1 itself with `latest`: K = neighbours + latest slots).
 
     Returns (index (B, R, K) int32, relative pose features (B, R, K, POSE_FEATURES)), R = T or 1:
     the retrieved frame's position and heading in the query's frame (forward, left, turn) and
@@ -162,6 +167,10 @@ def nearest(pose_BT3: jax.Array, query_BT3: jax.Array, retrieval: Retrieval, at:
     k = min(retrieval.neighbours, t)
     top, idx = jax.lax.top_k(score, k)  # (B, R, K)
     found = jnp.isfinite(top) & (-top <= retrieval.radius ** 2 + 1e-6)
+    if retrieval.latest:  # frame t - 1, found wherever it exists
+        prev = jnp.broadcast_to(jnp.maximum(rows - 1, 0)[None, :, None], idx.shape[:2] + (1,))
+        idx = jnp.concatenate([prev, idx], axis=2)
+        found = jnp.concatenate([jnp.broadcast_to((rows >= 1)[None, :, None], prev.shape), found], axis=2)
     pick = lambda x: jnp.take_along_axis(x, idx, axis=2)  # noqa: E731
     c, s = jnp.cos(q[..., 2])[..., None], jnp.sin(q[..., 2])[..., None]
     rx, ry = pick(dxy[..., 0]), pick(dxy[..., 1])
@@ -180,3 +189,27 @@ def retrieve(actions_BT: jax.Array, frames_BT: jax.Array, motion: Motion, retrie
     features (B, R, K, POSE_FEATURES)). frames_BT...: codes or embeddings, read for `moved` only."""
     pose, query = dead_reckon(actions_BT, moved(frames_BT), motion)
     return nearest(pose, query, retrieval, at)
+
+
+def rotate_view(e_BHWC: jax.Array, turn_B: jax.Array, fov_radians: float) -> tuple[jax.Array, jax.Array]:
+    """An earlier view turned into the query's heading: its columns shifted by turn / fov of the
+    width (turn = the earlier heading minus the query's, to the left; a camera turned right sees
+    the scene move left), linearly interpolated, zero where the earlier view saw nothing.
+    Returns (the shifted map (B, H, W, C), valid (B, H, W, 1)). Translation is left to the
+    decoder. Measured on the smooth maze's 15-degree turns (32x32 frames, 70-degree field of
+    view): the previous frame so shifted is 19.9 dB from the current one, 13.6 dB unshifted."""
+    w = e_BHWC.shape[2]
+    src = jnp.arange(w)[None, :] + (turn_B / fov_radians * w)[:, None]  # (B, W): column read per column
+    lo = jnp.floor(src)
+    frac = (src - lo)[:, None, :, None].astype(e_BHWC.dtype)
+    lo = lo.astype(jnp.int32)
+
+    def column(i):
+        ok = (i >= 0) & (i < w)
+        x = jnp.take_along_axis(e_BHWC, jnp.clip(i, 0, w - 1)[:, None, :, None], axis=2)
+        return x * ok[:, None, :, None].astype(x.dtype), ok[:, None, :, None].astype(e_BHWC.dtype)
+
+    (x0, ok0), (x1, ok1) = column(lo), column(lo + 1)
+    valid = (1 - frac) * ok0 + frac * ok1
+    shape = e_BHWC.shape[:3] + (1,)
+    return (1 - frac) * x0 + frac * x1, jnp.broadcast_to(valid, shape)

@@ -133,3 +133,31 @@ def test_min_age_leaves_the_latest_frames_out():
     frames = list(range(6))
     idx, feats = retrieve(actions, frames, GRID, pose_memory.Retrieval(1, 0.5, 1e-3, min_age=3))
     assert found_index(idx, feats) == [-1, -1, -1, -1, 0, 1]  # frame 4 may not read 2, frame 5 not 3
+
+
+def test_latest_slot_reads_the_previous_frame_with_its_relative_pose():
+    actions = [F, F, TL, F]
+    idx, feats = retrieve(actions, list(range(4)), SMOOTH, pose_memory.Retrieval(1, 0.5, 1.0, min_age=3,
+                                                                                latest=True))
+    assert idx[:, 0].tolist()[1:] == [0, 1, 2] and feats[0, 0, 3] == 0  # frame 0 has no previous frame
+    np.testing.assert_allclose(feats[2, 0], [0, 0, -math.radians(15), 1], atol=1e-5)  # t-1 is 15 deg to the right
+    np.testing.assert_allclose(feats[3, 0], [-0.15, 0, 0, 1], atol=1e-5)
+    assert found_index(idx[:, 1:], feats[:, 1:]) == [-1, -1, -1, 0]  # the old-frame slot: frames <= t - 3
+
+
+def test_rotating_the_previous_view_by_its_turn_predicts_the_rendered_view():
+    eps = maze.generate(np.arange(4) + 3 * 10**6, maze.PRESETS["smooth"])
+    video, actions, pose = eps["video"].astype(np.float32) / 255, eps["actions"], eps["pose"]
+    b, t = np.nonzero(np.isin(actions[:, 1:], (TL, TR)))
+    t = t + 1
+    turn = pose_memory.wrap(pose[b, t - 1, 2] - pose[b, t, 2])  # the earlier view's heading minus the query's
+    turned, seen = pose_memory.rotate_view(jnp.asarray(video[b, t - 1]), jnp.asarray(turn), math.radians(70))
+    seen = np.asarray(seen) > 0.99
+
+    def err(x):
+        return float(np.mean(((np.asarray(x) - video[b, t]) ** 2)[np.broadcast_to(seen, x.shape)]))
+
+    assert err(turned) < 0.4 * err(video[b, t - 1])  # on what the earlier view saw
+    assert 0.6 < seen.mean() < 0.95  # a 15-degree turn of a 70-degree view loses about a fifth
+    _, none = pose_memory.rotate_view(jnp.asarray(video[:1, 0]), jnp.asarray([math.pi / 2]), math.radians(70))
+    assert float(np.asarray(none).max()) == 0  # turned past the field of view: nothing seen

@@ -11,6 +11,7 @@ vocabulary, N tokens per frame in the temporal transformer ((h/z_ds) * (w/z_ds))
 
 from __future__ import annotations
 
+import math
 
 import jax
 import jax.numpy as jnp
@@ -56,16 +57,47 @@ class CondEncoder(nnx.Module):
         return self.out(x)
 
 
+class MemoryReader(nnx.Module):
+    """What the decoder takes from the pose memory's K earlier frames (model.memory).
+
+    memory_BHW(K*(E+1+F)) -> features_BHWD. Each frame (its VQ-GAN embeddings turned into the
+    query's heading, the mask of what it saw, its pose relative to the query broadcast over the
+    map) passes the same conv and ResBlock, so what is learnt on one slot serves every other;
+    the frames are then averaged with softmax weights scored from their relative poses (a frame
+    not found gets none; nothing found reads zero).
+    """
+
+    def __init__(self, slots: int, frame_dim: int, out_dim: int, *, rngs, dtype=None):
+        self.slots, self.frame_dim = slots, frame_dim
+        per = frame_dim + 1 + pose_memory.POSE_FEATURES
+        self.encode = nnx.Sequential(layers.conv(per, out_dim, 3, rngs=rngs, dtype=dtype),
+                                     layers.ResBlock(out_dim, out_dim, rngs=rngs, dtype=dtype))
+        self.score = nnx.Sequential(layers.dense(pose_memory.POSE_FEATURES, 32, (None, None), rngs=rngs, dtype=dtype),
+                                    nnx.swish, layers.dense(32, 1, (None, None), rngs=rngs, dtype=dtype))
+
+    def __call__(self, memory_BHWC: jax.Array) -> jax.Array:
+        b, hh, ww, _ = memory_BHWC.shape
+        x_BHWKC = memory_BHWC.reshape(b, hh, ww, self.slots, -1)
+        feats_BKF = x_BHWKC[:, 0, 0, :, self.frame_dim + 1:]
+        found_BK = feats_BKF[..., 3] > 0
+        y = self.encode(jnp.moveaxis(x_BHWKC, 3, 1).reshape(b * self.slots, hh, ww, -1))
+        y_BKHWD = y.reshape((b, self.slots) + y.shape[1:])
+        logits_BK = jnp.where(found_BK, self.score(feats_BKF)[..., 0].astype(jnp.float32), -1e9)
+        w_BK = jax.nn.softmax(logits_BK, axis=-1) * jnp.any(found_BK, axis=-1, keepdims=True)
+        return jnp.einsum("bk,bkhwd->bhwd", w_BK.astype(y.dtype), y_BKHWD)
+
+
 class CodeDecoder(nnx.Module):
     """D(z_t, h_t): concat, ResNet 8x8 -> 16x16, LayerNorm, dense to VQ-GAN code logits.
 
-    (z_BhwD, h_BhwD[, copy_BHWC]) -> logits_BHWV. With copy_dim > 0 (model.recall, model.memory)
-    the earlier frames' VQ-GAN embeddings (and pose features) pass a conv and a ResBlock and are
-    added after the upsampling, where each position is one VQ-GAN code.
+    (z_BhwD, h_BhwD[, copy_BHWC]) -> logits_BHWV. What TECO.recalled gives of earlier frames
+    (model.recall: recall_dim channels of one frame's VQ-GAN embeddings; model.memory: the
+    pose memory's slots, read by a MemoryReader) is added after the upsampling, where each
+    position is one VQ-GAN code.
     """
 
     def __init__(self, in_dim: int, depths: tuple[int, int], blocks: int, vocab: int, *, rngs, dtype=None,
-                 copy_dim: int = 0):
+                 recall_dim: int = 0, memory_slots: int = 0, memory_dim: int = 0):
         d0, d1 = depths
         self.conv_in = layers.conv(in_dim, d0, 3, rngs=rngs, dtype=dtype)
         self.low = nnx.List([layers.ResBlock(d0 if i == 0 else d1, d1, rngs=rngs, dtype=dtype)
@@ -74,22 +106,28 @@ class CodeDecoder(nnx.Module):
                               for i in range(blocks)])
         self.norm = layers.layer_norm(d0, rngs=rngs, dtype=dtype)
         self.out = layers.dense(d0, vocab, axes=("embed", "vocab"), rngs=rngs, dtype=dtype)
-        # The copied frames (and their poses relative to this frame's, model.memory) pass a 3x3 conv
-        # and a ResBlock of their own, so a near view can be shifted and corrected before it is added.
-        self.copy_in = (nnx.Sequential(layers.conv(copy_dim, d1, 3, rngs=rngs, dtype=dtype),
-                                       layers.ResBlock(d1, d1, rngs=rngs, dtype=dtype))
-                        if copy_dim else None)
+        self.recall_dim = recall_dim
+        self.recall_in = (layers.dense(recall_dim, d1, (None, "conv_out"), rngs=rngs, dtype=dtype)
+                          if recall_dim else None)
+        self.memory_in = (MemoryReader(memory_slots, memory_dim, d1, rngs=rngs, dtype=dtype)
+                          if memory_slots else None)
 
-    def __call__(self, z_BhwD: jax.Array, h_BhwD: jax.Array, copy_BHWE: jax.Array | None = None) -> jax.Array:
-        if (copy_BHWE is None) != (self.copy_in is None):
-            raise ValueError("the decoder of a TECO with model.recall or model.memory needs the earlier frames (copy_BHWE), "
-                             "and one without takes none")
+    @property
+    def reads_earlier_frames(self) -> bool:
+        return self.recall_in is not None or self.memory_in is not None
+
+    def __call__(self, z_BhwD: jax.Array, h_BhwD: jax.Array, copy_BHWC: jax.Array | None = None) -> jax.Array:
+        if (copy_BHWC is None) == self.reads_earlier_frames:
+            raise ValueError("the decoder of a TECO with model.recall or model.memory needs the earlier frames "
+                             "(copy_BHWC), and one without takes none")
         x = self.conv_in(jnp.concatenate([z_BhwD, h_BhwD], axis=-1))
         for block in self.low:
             x = block(x)
         x = jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
-        if self.copy_in is not None:
-            x = x + self.copy_in(copy_BHWE.astype(x.dtype))
+        if self.recall_in is not None:
+            x = x + self.recall_in(copy_BHWC[..., :self.recall_dim].astype(x.dtype))
+        if self.memory_in is not None:
+            x = x + self.memory_in(copy_BHWC[..., self.recall_dim:].astype(x.dtype))
         for block in self.high:
             x = block(x)
         return self.out(self.norm(x))
@@ -192,11 +230,9 @@ class TECO(nnx.Module):
                                  "data before training; this model was built from an unfitted config")
             self.motion = pose_memory.Motion.parse(mem.motion, cfg.num_actions)
             self.retrieval = pose_memory.Retrieval(int(mem.neighbours), float(mem.turn_cost), float(mem.radius),
-                                                   int(mem.min_age))
+                                                   int(mem.min_age), bool(mem.latest))
             self.detect_blocked = bool(mem.detect_blocked)
-        copy_dim = cfg.vq_embed_dim * int(self.recall)  # what the decoder reads of earlier frames
-        if self.motion is not None:
-            copy_dim += self.retrieval.neighbours * (cfg.vq_embed_dim + pose_memory.POSE_FEATURES)
+            self.fov = math.radians(float(mem.fov_degrees))
         self.grid = (vq_hw[0] // 2, vq_hw[1] // 2)
         d = cfg.embedding_dim
         self.num_actions = cfg.num_actions
@@ -212,7 +248,9 @@ class TECO(nnx.Module):
         self.prior = MaskGIT(cfg.codebook_size, self.grid, d, m.token_dim, m.width, m.mlp_dim, m.num_heads,
                              m.num_layers, rngs=rngs, dtype=dtype, remat=self.remat)
         self.decoder = CodeDecoder(2 * d, tuple(cfg.decoder.depths), cfg.decoder.blocks, cfg.vq_vocab,
-                                   rngs=rngs, dtype=dtype, copy_dim=copy_dim)
+                                   rngs=rngs, dtype=dtype, recall_dim=cfg.vq_embed_dim * int(self.recall),
+                                   memory_slots=0 if self.motion is None else self.retrieval.slots,
+                                   memory_dim=cfg.vq_embed_dim)
 
     # --------------------------------------------------------------- pieces
     def embed_actions(self, actions_BT: jax.Array) -> jax.Array:
@@ -243,8 +281,9 @@ class TECO(nnx.Module):
         - model.recall: the VQ-GAN embeddings of the frames that followed the same view (frame
           t-1) and action (a_t), weighted by nn/recall.FrameRecall (E channels);
         - model.memory: the K earlier frames nearest frame t's dead-reckoned pose
-          (pose_memory.py), each as its embeddings and its pose relative to frame t's (K * (E + 4)
-          channels; zero where none was found).
+          (pose_memory.py), each as its embeddings turned into frame t's heading, the mask of
+          what it saw and its pose relative to frame t's (K * (E + 1 + 4) channels; zero where
+          none was found).
         actions (int) and e are what the transformer reads: frame t's result depends on frames
         < t and actions <= t only. at: only that (traced) frame's, (B, H, W, C)."""
         parts = []
@@ -262,19 +301,21 @@ class TECO(nnx.Module):
         return copy if at is None else copy[:, 0]
 
     def remembered(self, actions_BT: jax.Array, e_BTHWE: jax.Array, at: jax.Array | None = None) -> jax.Array:
-        """model.memory's part of `recalled`: (B, R, H, W, K * (E + 4)), R = T or 1 (at)."""
+        """model.memory's part of `recalled`: (B, R, H, W, K * (E + 1 + 4)), R = T or 1 (at)."""
         moved = (pose_memory.moved(e_BTHWE) if self.detect_blocked
                  else jnp.ones(actions_BT.shape, bool))
         pose, query = pose_memory.dead_reckon(actions_BT, moved, self.motion)
         idx_BRK, feats_BRKF = pose_memory.nearest(pose, query, self.retrieval, at)
         e_BRKHWE = jax.vmap(lambda e, i: e[i])(e_BTHWE, idx_BRK)
-        found = feats_BRKF[..., 3:4].astype(e_BTHWE.dtype)
-        e_BRKHWE = e_BRKHWE * found[:, :, :, None, None, :]
-        f = jnp.broadcast_to(feats_BRKF[:, :, :, None, None, :].astype(e_BTHWE.dtype),
-                             e_BRKHWE.shape[:-1] + feats_BRKF.shape[-1:])
-        x = jnp.concatenate([e_BRKHWE, f], axis=-1)  # (B, R, K, H, W, E + 4)
-        b, r, k, hh, ww, c = x.shape
-        return jnp.moveaxis(x, 2, -2).reshape(b, r, hh, ww, k * c)
+        b, r, k, hh, ww, ee = e_BRKHWE.shape
+        turned, seen = pose_memory.rotate_view(e_BRKHWE.reshape(b * r * k, hh, ww, ee),
+                                               feats_BRKF[..., 2].reshape(-1), self.fov)
+        found = feats_BRKF[..., 3].reshape(-1, 1, 1, 1).astype(e_BTHWE.dtype)
+        f = jnp.broadcast_to(feats_BRKF.reshape(-1, 1, 1, feats_BRKF.shape[-1]).astype(e_BTHWE.dtype),
+                             (b * r * k, hh, ww, feats_BRKF.shape[-1]))
+        x = jnp.concatenate([turned * found, seen.astype(e_BTHWE.dtype) * found, f], axis=-1)
+        x = x.reshape(b, r, k, hh, ww, -1)  # (B, R, K, H, W, E + 1 + 4)
+        return jnp.moveaxis(x, 2, -2).reshape(b, r, hh, ww, -1)
 
     def h_only_codes(self, h_BThwD: jax.Array, copy_BTHWE: jax.Array | None = None) -> jax.Array:
         """argmax D(0, h_t): the VQ-GAN codes h_t alone predicts (sampler show = "mean")."""

@@ -300,8 +300,9 @@ class TECOTask(base.Task):
         }
         if model.frame_recall is not None:
             parts["frame recall (model.recall)"] = [model.frame_recall]
-        if model.decoder.copy_in is not None:
-            parts["  of which the input of earlier frames (model.recall, model.memory)"] = [model.decoder.copy_in]
+        if model.decoder.reads_earlier_frames:
+            parts["  of which the input of earlier frames (model.recall, model.memory)"] = [
+                m for m in (model.decoder.recall_in, model.decoder.memory_in) if m is not None]
         counts = {k: sum(_count(p) for p in v) for k, v in parts.items()}
         counts["total (excluding the VQ-GAN)"] = count_params(model)
         return counts

@@ -14,7 +14,7 @@ T, V = 6, 32
 
 # model.memory with the grid maze's motion (whole cells, quarter turns): two neighbours
 MEMORY = dict(motion="turn=0,0,0,0,90,-90;forward=1,-1,0,0,0,0;left=0,0,1,-1,0,0", neighbours=2, turn_cost=0.5,
-              radius=1.0, min_age=1, detect_blocked=True)
+              radius=1.0, min_age=1, latest=True, fov_degrees=70.0, detect_blocked=True)
 
 
 def tiny_config(**model):
