@@ -201,7 +201,7 @@ def recalled_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, acti
     """With model.recall or model.memory, the earlier frames the decoder reads (B, H, W, C) for the slot
     state.length, read from the kept frames of the window (slots after it are masked); None
     without."""
-    if not model.recall and model.motion is None:
+    if not model.recall and model.retrieval is None:
         return None
     return model.recalled(actions, jnp.take(vq_embeddings, state.codes, axis=0), at=state.length)
 

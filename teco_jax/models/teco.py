@@ -220,15 +220,14 @@ class TECO(nnx.Module):
         vq_hw = tuple(cfg.vq_grid)
         self.frame_recall = (FrameRecall(vq_hw[0] * vq_hw[1] * cfg.vq_embed_dim, cfg.action_embed_dim, 64,
                                          rngs=rngs, dtype=dtype) if self.recall else None)
-        # model.memory (pose_memory.py): a pose_memory.Motion, or None (off); "fit" is resolved by the
-        # TECO task on the training data before the model is built
+        # model.memory (pose_memory.py): on when memory.motion is set; self.motion is its
+        # pose_memory.Motion, or None while it is "fit" (resolved by the TECO task on the training
+        # data before training: an unfitted model can be built, e.g. for --dry_run, but not run)
         mem = cfg.get("memory", None)
         self.motion = self.retrieval = None
         if mem is not None and mem.motion:
-            if mem.motion == "fit":
-                raise ValueError("config.model.memory.motion='fit' is fitted by the TECO task on the training "
-                                 "data before training; this model was built from an unfitted config")
-            self.motion = pose_memory.Motion.parse(mem.motion, cfg.num_actions)
+            if mem.motion != "fit":
+                self.motion = pose_memory.Motion.parse(mem.motion, cfg.num_actions)
             self.retrieval = pose_memory.Retrieval(int(mem.neighbours), float(mem.turn_cost), float(mem.radius),
                                                    int(mem.min_age), bool(mem.latest))
             self.detect_blocked = bool(mem.detect_blocked)
@@ -249,7 +248,7 @@ class TECO(nnx.Module):
                              m.num_layers, rngs=rngs, dtype=dtype, remat=self.remat)
         self.decoder = CodeDecoder(2 * d, tuple(cfg.decoder.depths), cfg.decoder.blocks, cfg.vq_vocab,
                                    rngs=rngs, dtype=dtype, recall_dim=cfg.vq_embed_dim * int(self.recall),
-                                   memory_slots=0 if self.motion is None else self.retrieval.slots,
+                                   memory_slots=0 if self.retrieval is None else self.retrieval.slots,
                                    memory_dim=cfg.vq_embed_dim)
 
     # --------------------------------------------------------------- pieces
@@ -293,7 +292,7 @@ class TECO(nnx.Module):
                 w_BTP = jax.lax.dynamic_slice_in_dim(w_BTP, at, 1, axis=1)
             parts.append(jnp.einsum("btp,bphwe->bthwe", w_BTP.astype(e_BTHWE.dtype),
                                     shift_right(e_BTHWE)))  # position p reads frame p-1
-        if self.motion is not None:
+        if self.retrieval is not None:
             parts.append(self.remembered(actions_BT, e_BTHWE, at))
         if not parts:
             return None
@@ -302,6 +301,9 @@ class TECO(nnx.Module):
 
     def remembered(self, actions_BT: jax.Array, e_BTHWE: jax.Array, at: jax.Array | None = None) -> jax.Array:
         """model.memory's part of `recalled`: (B, R, H, W, K * (E + 1 + 4)), R = T or 1 (at)."""
+        if self.motion is None:
+            raise ValueError("config.model.memory.motion='fit' is fitted by the TECO task on the training data "
+                             "before training; this model was built from an unfitted config")
         moved = (pose_memory.moved(e_BTHWE) if self.detect_blocked
                  else jnp.ones(actions_BT.shape, bool))
         pose, query = pose_memory.dead_reckon(actions_BT, moved, self.motion)
