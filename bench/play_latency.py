@@ -1,6 +1,6 @@
 """Play mode's latency on this machine: key press to new frame, with the demo checkpoint.
 
-    python bench/play_latency.py [--checkpoint checkpoints/maze_cpu] [--steps 200]
+    python bench/play_latency.py [--checkpoint checkpoints/maze_smooth] [--steps 200]
 
 Prints the median and 90th percentile of
   engine   one frame: TECO's cached step + MaskGIT + decoder + VQ-GAN decode (Session.step)
@@ -32,7 +32,7 @@ def _post(base, path, body):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "maze_cpu"))
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "maze_smooth"))
     parser.add_argument("--steps", type=int, default=200, help="frames per measurement (> window - context)")
     parser.add_argument("--context", type=int, default=16)
     args = parser.parse_args()

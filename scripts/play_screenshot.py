@@ -31,7 +31,7 @@ def main() -> int:
     from teco_jax.play.server import PlayApp, serve
     from teco_jax.world_model import WorldModel
 
-    wm = WorldModel.load(ROOT / "checkpoints" / "maze_cpu")
+    wm = WorldModel.load(ROOT / "checkpoints" / "maze_smooth")
     episodes, names = maze_episodes(wm, 4, seed=0)
     engine = Engine(wm, names, context=16)
     Session(engine, episodes[0], "warmup").step(0)  # compile first, as the CLI does

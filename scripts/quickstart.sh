@@ -3,8 +3,9 @@
 #
 #   data (maze --preset WORLD) -> TFDS -> VQ-GAN (cpu) -> codes -> TECO (WORLD) -> benchmark report
 #
-# WORLD=smooth (the default): 15-degree turns and 0.15-cell steps, no view ever recurs exactly;
-# WORLD=grid: whole-cell moves and quarter turns (maze --preset cpu, configs/teco_dmlab.py:cpu).
+# WORLD=grid (the default): whole-cell moves and quarter turns (maze --preset cpu,
+# configs/teco_dmlab.py:cpu); WORLD=smooth: 15-degree turns and 0.15-cell steps, no view ever
+# recurs exactly (maze --preset smooth, configs/teco_dmlab.py:smooth; scripts/smooth_demo.sh).
 #
 # Every stage is a visible call of a real command-line tool. A stage whose output is
 # complete is skipped, and training resumes from its last checkpoint, so after an
@@ -12,7 +13,7 @@
 # to $RUN/timings.tsv. Sizes can be changed through the environment variables below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORLD=${WORLD:-smooth}
+WORLD=${WORLD:-grid}
 case "$WORLD" in
     smooth) MAZE_PRESET=smooth; TECO_PRESET=smooth ;;
     grid) MAZE_PRESET=cpu; TECO_PRESET=cpu ;;

@@ -1,7 +1,7 @@
 """Parameter-only bundles: a trained TECO and its VQ-GAN in one small, self-contained directory.
 
-    python -m teco_jax.bundle --teco runs/teco --out checkpoints/maze_cpu [--step N]
-    wm = WorldModel.load("checkpoints/maze_cpu")     # needs nothing else: no workdir, no dataset
+    python -m teco_jax.bundle --teco runs/teco --out checkpoints/maze_smooth [--step N]
+    wm = WorldModel.load("checkpoints/maze_smooth")     # needs nothing else: no workdir, no dataset
 
 A training workdir holds optimizer state, the discriminator and the data-iterator state,
 and names its VQ-GAN by path. A bundle keeps only what sampling needs:

@@ -29,7 +29,7 @@ from teco_jax.errors import UserError
 
 def load_vqgan(workdir: Path | str):
     """The VQ-GAN of a training workdir (config.json + latest checkpoint), or of a bundle
-    directory (teco_jax.bundle, e.g. checkpoints/maze_cpu)."""
+    directory (teco_jax.bundle, e.g. checkpoints/maze_smooth)."""
     from teco_jax import bundle
     from teco_jax.loading import load_model
 

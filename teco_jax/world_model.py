@@ -1,7 +1,7 @@
 """A trained TECO and its VQ-GAN behind one small API: frames in, frames out.
 
     wm = WorldModel.load("runs/teco")                      # config.json + checkpoint + VQ-GAN
-    wm = WorldModel.load("checkpoints/maze_cpu")           # or a parameter-only bundle (teco_jax.bundle)
+    wm = WorldModel.load("checkpoints/maze_smooth")           # or a parameter-only bundle (teco_jax.bundle)
     codes = wm.encode(frames)                              # uint8 (B, T, H, W, 3) -> int32 (B, T, h, w)
     frames = wm.decode(codes)                              # -> uint8 (B, T, H, W, 3)
     video = wm.rollout(context, actions, 300, key=0)       # uint8 (B, 300, H, W, 3)

@@ -23,7 +23,7 @@ from teco_jax.play import engine as play_engine
 from teco_jax.play import server as play_server
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "checkpoints" / "maze_cpu"
+DEMO = REPO / "checkpoints" / "maze_smooth"
 CONTEXT = 8
 
 

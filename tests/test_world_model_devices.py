@@ -26,10 +26,10 @@ def worker(out: Path) -> None:
     from teco_jax.rollout import Sampler
     from teco_jax.world_model import WorldModel, inference_mesh
 
-    demo = ROOT / "checkpoints" / "maze_cpu"
+    demo = ROOT / "checkpoints" / "maze_smooth"
     wm8 = WorldModel.load(demo)  # the default mesh: every device
     wm1 = WorldModel.load(demo, mesh=inference_mesh(jax.devices()[:1]))
-    eps = maze.generate(np.arange(8) + 10**6, maze.PRESETS["cpu"])
+    eps = maze.generate(np.arange(8) + 10**6, maze.PRESETS["smooth"])
     frames, actions = eps["video"][:, :20], eps["actions"][:, :20]
     greedy = Sampler(schedule="confidence", confidence_steps=4, temperature=0.0, choice_temperature=0.0)
     codes8, codes1 = wm8.encode(frames), wm1.encode(frames)

@@ -1,11 +1,11 @@
 """Play inside a trained TECO from the browser: each key press generates one frame.
 
-    python -m teco_jax.play --checkpoint checkpoints/maze_cpu [--data DATASET] [--port 8000]
+    python -m teco_jax.play --checkpoint checkpoints/maze_smooth [--data DATASET] [--port 8000]
 
 Open the printed URL. Sessions start from the first --context frames of a test episode
 of --data (a raw-frame dataset, `python -m teco_jax.data.build`). Without --data, the
-episodes are rendered on the spot by the CPU maze world (`data_gen.maze --preset cpu`),
-which is what the demo checkpoint was trained on. Keys: arrows/WASD move and turn, 1-9
+episodes are rendered on the spot by a CPU maze world (`data_gen.maze --preset WORLD`,
+--world: smooth, the world the demo checkpoint was trained on, or cpu, the grid world). Keys: arrows/WASD move and turn, 1-9
 pick an action by number, Space/0/N is "no action", Esc resets to the context.
 The server listens on 127.0.0.1 only, unless --host says otherwise.
 """
@@ -22,18 +22,18 @@ import numpy as np
 from teco_jax.errors import UserError
 
 
-def maze_episodes(wm, count: int, seed: int):
-    """`count` episodes of the CPU maze world, rendered now, with its action names."""
+def maze_episodes(wm, count: int, seed: int, world: str = "smooth"):
+    """`count` episodes of a CPU maze world (a maze preset), rendered now, with its action names."""
     from data_gen import maze
     from teco_jax.play.engine import Episode
 
-    config = maze.PRESETS["cpu"]
+    config = maze.PRESETS[world]
     shape = (config.resolution, config.resolution, 3)
     if wm.frame_shape != shape or wm.num_actions != len(maze.ACTIONS):
         raise UserError(f"the model takes {wm.frame_shape} frames and {wm.num_actions} actions, not the CPU maze "
                         f"world's {shape} and {len(maze.ACTIONS)}: pass --data with a test set it was trained for")
     batch = maze.generate(np.arange(count) + 10**6 + seed, config)  # seeds far from the generator's defaults
-    eps = [Episode(f"maze cpu #{i}", batch["video"][i], batch["actions"][i]) for i in range(count)]
+    eps = [Episode(f"maze {world} #{i}", batch["video"][i], batch["actions"][i]) for i in range(count)]
     return eps, maze.ACTIONS
 
 
@@ -58,8 +58,10 @@ def dataset_episodes(wm, data: str, split: str, count: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m teco_jax.play", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a TECO workdir or bundle (e.g. checkpoints/maze_cpu)")
+    parser.add_argument("--checkpoint", required=True, help="a TECO workdir or bundle (e.g. checkpoints/maze_smooth)")
     parser.add_argument("--data", help="a raw-frame dataset to take the context episodes from")
+    parser.add_argument("--world", choices=("smooth", "cpu"), default="smooth",
+                        help="without --data: the maze preset whose episodes are rendered (smooth motion or the grid)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--episodes", type=int, default=16, help="how many episodes to offer")
     parser.add_argument("--context", type=int, default=16, help="real frames each session starts from")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data:
             episodes, names = dataset_episodes(wm, args.data, args.split, args.episodes)
         else:
-            episodes, names = maze_episodes(wm, args.episodes, args.seed)
+            episodes, names = maze_episodes(wm, args.episodes, args.seed, args.world)
         engine = Engine(wm, names, context=args.context, seed=args.seed)
         app = PlayApp(engine, episodes, seed=args.seed)
         t0 = time.perf_counter()
