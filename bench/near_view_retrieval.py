@@ -28,7 +28,7 @@ import numpy as np
 
 from data_gen.maze import PRESETS, generate
 from eval.metrics import PSNR_MAX_DB
-from eval.revisit import memory_mask, wrap_angle
+from eval.revisit import memory_mask
 from teco_jax import pose_memory
 
 
@@ -39,17 +39,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--preset", default="smooth", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="smooth", choices=sorted(PRESETS), help="the maze world (data_gen.maze)")
     p.add_argument("--episodes", type=int, default=64, help="episodes scored")
     p.add_argument("--fit_episodes", type=int, default=64, help="episodes the motion is fitted on")
     p.add_argument("--context", type=int, default=64, help="context frames (the cpu protocol's 64)")
     p.add_argument("--window", type=int, default=16, help="the short window of the memory split")
     p.add_argument("--turn_cost", type=float, nargs="+", default=[0.5], help="cells per radian (several: a sweep)")
-    p.add_argument("--tolerance", type=float, nargs=2, default=(15.0, 0.25), metavar=("DEG", "CELLS"))
+    p.add_argument("--tolerance", type=float, nargs=2, default=(15.0, 0.25), metavar=("DEG", "CELLS"),
+                   help="a retrieved frame within this heading and distance of the truth found the place")
     args = p.parse_args()
     if args.episodes < 1 or args.fit_episodes < 1:
         p.error("--episodes and --fit_episodes must be at least 1")
     cfg = PRESETS[args.preset]
+    if not 1 <= args.context < cfg.episode_length:
+        p.error(f"--context {args.context}: the {args.preset} world's episodes have {cfg.episode_length} frames; "
+                f"give 1 to {cfg.episode_length - 1} context frames")
     fit = generate(np.arange(args.fit_episodes) + 2 * 10**6, cfg)
     motion, rate = pose_memory.Motion.fit(fit["actions"], fit["pose"], 6)
     print(f"{args.preset}: fitted motion {motion} (steps that moved per action: {np.round(rate, 2).tolist()})")
@@ -64,25 +68,30 @@ def main() -> None:
     last = psnr(video[:, c - 1:c], video[:, c:])
     pairs = psnr(video[:, c:, None], video[:, None, :c])  # (B, T - c, c)
     best = pairs.max(-1)
-    # the context frame nearest each predicted frame's true pose
     for turn_cost in args.turn_cost:
-        def nearest_of(p_ctx, q):
-            d2 = np.sum((p_ctx[:, None, :, :2] - q[:, :, None, :2]) ** 2, -1)
-            d2 = d2 + (turn_cost * wrap_angle(p_ctx[:, None, :, 2] - q[:, :, None, 2])) ** 2
-            return np.argmin(d2 - 1e-6 * np.arange(c) / c, axis=-1)  # latest among equals
-        got = nearest_of(pose[:, :c], query[:, c:])
-        oracle = nearest_of(true_pose[:, :c], true_pose[:, c:])
+        retrieval = pose_memory.Retrieval(neighbours=1, turn_cost=turn_cost, radius=np.inf)
+
+        def nearest_context(poses, queries):
+            """pose_memory.nearest with the predicted frames' own poses moved out of reach: the
+            context frame nearest each predicted frame's query, (B, T - c)."""
+            far = np.array(poses, np.float32)
+            far[:, c:, :2] = 1e6
+            idx, _ = pose_memory.nearest(jnp.asarray(far), jnp.asarray(queries, jnp.float32), retrieval)
+            return np.asarray(idx)[:, c:, 0]
+
+        got = nearest_context(pose, query)
+        oracle = nearest_context(true_pose, true_pose)  # exact poses: frame t's query is its true pose
         take = lambda idx: np.take_along_axis(pairs, idx[..., None], -1)[..., 0]  # noqa: E731
         got_psnr, oracle_psnr = take(got), take(oracle)
         frames = np.take_along_axis(video[:, :c], got[..., None, None, None], 1)  # (B, T - c, H, W, 3)
-        turn = wrap_angle(np.take_along_axis(pose[:, :c, 2], got, 1) - query[:, c:, 2])
+        turn = pose_memory.wrap(np.take_along_axis(pose[:, :c, 2], got, 1) - query[:, c:, 2])
         flat = frames.reshape((-1,) + frames.shape[2:]).astype(np.float32)
         turned, seen = (np.asarray(x) for x in pose_memory.rotate_view(
             jnp.asarray(flat), jnp.asarray(turn.reshape(-1), jnp.float32), np.radians(cfg.fov_degrees)))
         turned = np.where(seen > 0.99, turned, flat).reshape(frames.shape)
         turned_psnr = psnr(np.rint(turned), video[:, c:])
         gp = np.take_along_axis(true_pose[:, :c], got[..., None], 1)
-        ang = np.degrees(np.abs(wrap_angle(gp[..., 2] - true_pose[:, c:, 2])))
+        ang = np.degrees(np.abs(pose_memory.wrap(gp[..., 2] - true_pose[:, c:, 2])))
         dist = np.linalg.norm(gp[..., :2] - true_pose[:, c:, :2], axis=-1)
         within = (ang <= args.tolerance[0]) & (dist <= args.tolerance[1])
         print(f"turn_cost {turn_cost} cells/radian; {args.episodes} episodes, frames {c}-{t_all - 1}")
@@ -93,7 +102,8 @@ def main() -> None:
                 print(f"  {name:8s} {0:6d}")
                 continue
             print(f"  {name:8s} {int(m.sum()):6d} {within[m].mean():14.3f} {got_psnr[m].mean():6.2f} "
-                  f"{turned_psnr[m].mean():6.2f} {oracle_psnr[m].mean():6.2f} {best[m].mean():6.2f} {last[m].mean():9.2f}")
+                  f"{turned_psnr[m].mean():6.2f} {oracle_psnr[m].mean():6.2f} {best[m].mean():6.2f} "
+                  f"{last[m].mean():9.2f}")
 
 
 if __name__ == "__main__":

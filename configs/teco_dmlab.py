@@ -147,13 +147,14 @@ def smooth(c):
     the two earlier frames nearest the dead-reckoned pose among those at least 8 frames old (a
     rollout's own recent frames would otherwise always be nearest and crowd the context's views
     of a place out), each turned into frame t's heading, with their relative poses; the decoder
-    corrects the near views. Steps are never blocked in that world (the fit prints that every step of every
-    action moved), so an unchanged generated frame does not stop the dead reckoning. The view-keyed
-    recall is off: its keys need views that repeat (docs/cpu_world.md, "Pose memory")."""
+    corrects the near views. Steps are never blocked in that world (the fit prints that every
+    step of every action moved), so an unchanged generated frame does not stop the dead
+    reckoning. The view-keyed recall is off: its keys need views that repeat (docs/cpu_world.md,
+    "Pose memory")."""
     c = cpu(c)
     m = c.model
     m.recall = False
-    m.memory.update(dict(neighbours=2, min_age=8, latest=True, detect_blocked=False))
+    m.memory.update(dict(min_age=8, latest=True, detect_blocked=False))
     return c
 
 

@@ -66,8 +66,9 @@ class Motion:
             parts = dict(p.split("=", 1) for p in text.split(";"))
             turn, forward, left = (tuple(float(v) for v in parts[k].split(",")) for k in ("turn", "forward", "left"))
         except (ValueError, KeyError) as e:
-            raise UserError(f"config.model.memory.motion={text!r}: expected 'turn=T0,T1,...;forward=F0,...;left=L0,...' "
-                            f"(degrees and cells, one entry per action), 'fit' or ''") from e
+            raise UserError(f"config.model.memory.motion={text!r}: expected "
+                            f"'turn=T0,T1,...;forward=F0,...;left=L0,...' (degrees and cells, one entry per "
+                            f"action), 'fit' or ''") from e
         if not len(turn) == len(forward) == len(left) == num_actions:
             raise UserError(f"config.model.memory.motion={text!r} has {len(turn)} turns, {len(forward)} forward and "
                             f"{len(left)} left steps for {num_actions} actions (config.model.num_actions)")

@@ -198,10 +198,10 @@ def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
 
 def recalled_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actions: jax.Array
                 ) -> jax.Array | None:
-    """With model.recall or model.memory, the earlier frames the decoder reads (B, H, W, C) for the slot
-    state.length, read from the kept frames of the window (slots after it are masked); None
+    """With model.recall or model.memory, the earlier frames the decoder reads (B, H, W, C) for the
+    slot state.length, read from the kept frames of the window (slots after it are masked); None
     without."""
-    if not model.recall and model.retrieval is None:
+    if not model.decoder.reads_earlier_frames:
         return None
     return model.recalled(actions, jnp.take(vq_embeddings, state.codes, axis=0), at=state.length)
 

@@ -141,7 +141,8 @@ class TemporalTransformer(nnx.Module):
     transformer mixes them, a transposed conv brings them back to hxw.
 
     cfg.recall (not in the paper): position t also adds what followed its input the last
-    times it occurred in the window (nn/recall.py: a built-in induction head); TECO.recalled finds that frame's VQ-GAN embeddings for the decoder.
+    times it occurred in the window (nn/recall.py: a built-in induction head); TECO.recalled
+    finds that frame's VQ-GAN embeddings for the decoder.
     """
 
     def __init__(self, cfg, z_dim: int, action_dim: int, grid: tuple[int, int], *, rngs, dtype=None):

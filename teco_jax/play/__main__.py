@@ -5,8 +5,8 @@
 Open the printed URL. Sessions start from the first --context frames of a test episode
 of --data (a raw-frame dataset, `python -m teco_jax.data.build`). Without --data, the
 episodes are rendered on the spot by a CPU maze world (`data_gen.maze --preset WORLD`,
---world: smooth, the world the demo checkpoint was trained on, or cpu, the grid world). Keys: arrows/WASD move and turn, 1-9
-pick an action by number, Space/0/N is "no action", Esc resets to the context.
+--world: smooth, the world the demo checkpoint was trained on, or cpu, the grid world).
+Keys: arrows/WASD move and turn, 1-9 pick an action by number, Space/0/N is "no action", Esc resets to the context.
 The server listens on 127.0.0.1 only, unless --host says otherwise.
 """
 
