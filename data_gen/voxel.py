@@ -1,9 +1,10 @@
-"""Minecraft-style voxel world videos: random walks through a procedural swamp.
+"""Minecraft-style voxel world videos: walks through a procedural swamp that come back.
 
-Like TECO's Minecraft dataset: an agent walks and turns at random through a blocky swamp
-biome (grass, dirt, stone, sand, shallow water with lily pads, swamp oaks, tall grass and
-flowers) while a first-person camera records it. Each episode gets its own world and walk,
-made from its seed alone.
+Like TECO's Minecraft dataset: an agent walks and turns through a blocky swamp biome (grass,
+dirt, stone, sand, shallow water with lily pads, swamp oaks, tall grass and flowers) while a
+first-person camera records it; by default it explores, then walks its earlier paths again
+(data_gen/voxel_policy.py), so places come back into view. Each episode gets its own world
+and walk, made from its seed alone.
 
 Conventions
   * World coordinates x, y horizontal, z up, in blocks (see voxel_world.py). The agent's
@@ -34,10 +35,10 @@ from numba import njit, prange
 from data_gen import voxel_world as vw
 from data_gen.common import Generator, add_common_flags, run
 from data_gen.voxel_world import World
-from eval.revisit import revisit_mask
+from eval.revisit import memory_mask, revisit_mask, wrap_angle
 
-ACTIONS = ("noop", "forward", "turn_left", "turn_right", "jump", "forward_jump")
-NOOP, FORWARD, TURN_LEFT, TURN_RIGHT, JUMP, FORWARD_JUMP = range(len(ACTIONS))
+from data_gen.voxel_policy import (ACTIONS, FORWARD, FORWARD_JUMP, JUMP, NOOP, POLICIES, TURN_LEFT,  # noqa: F401
+                                   TURN_RIGHT, RandomWalkPolicy, ReturnPolicy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,8 @@ class VoxelConfig:
     max_water_depth: int = 1         # columns with deeper water cannot be entered
     margin: float = 0.5              # the invisible wall's distance from the world edge
     body_radius: float = 0.3         # half-width of the agent's square footprint
+    policy: str = "return"           # "return" (explore, then walk earlier paths again) or "random"
+    explore_frames: int = 100        # return policy: frames of exploring before the first trip back
 
     def validate(self) -> None:
         if not 8 <= self.resolution <= 1024:
@@ -95,6 +98,10 @@ class VoxelConfig:
             raise ValueError("terrain_amplitude and trees_per_1000 must be non-negative")
         if not 0 <= self.body_radius < 0.5:
             raise ValueError(f"body_radius must be in [0, 0.5), got {self.body_radius}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.explore_frames < 2:
+            raise ValueError(f"explore_frames must be at least 2, got {self.explore_frames}")
         if not 0 <= self.margin < self.world_size / 4:
             raise ValueError(f"margin must be in [0, world_size / 4), got {self.margin}")
 
@@ -102,6 +109,9 @@ class VoxelConfig:
 PRESETS = {
     "128": VoxelConfig(),
     "64": VoxelConfig(resolution=64),
+    # CPU-sized, like the maze's cpu preset: 32x32 frames, 128-frame episodes (the benchmark's
+    # cpu protocol: 64 context frames, 64 predicted), the first trip back after 40 frames.
+    "cpu": VoxelConfig(resolution=32, episode_length=128, explore_frames=40),
 }
 
 
@@ -160,10 +170,6 @@ class AgentState:
     on_ground: bool = True
 
 
-def wrap_angle(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
 def jump_speed(config: VoxelConfig) -> float:
     """Take-off speed whose apex is jump_height under the per-frame update z += vz; vz -= g."""
     g = config.gravity
@@ -182,9 +188,9 @@ def step_agent(world: World, s: AgentState, action: int, config: VoxelConfig) ->
     rad = config.body_radius
     turn = math.radians(config.turn_deg)
     if action == TURN_LEFT:
-        yaw = wrap_angle(yaw + turn)
+        yaw = float(wrap_angle(yaw + turn))
     elif action == TURN_RIGHT:
-        yaw = wrap_angle(yaw - turn)
+        yaw = float(wrap_angle(yaw - turn))
     if action in (JUMP, FORWARD_JUMP) and on_ground:
         vz = jump_speed(config)
         on_ground = False
@@ -237,53 +243,6 @@ def spawn(world: World, rng: np.random.Generator, config: VoxelConfig) -> AgentS
     raise RuntimeError("no dry spot to spawn on")
 
 
-class RandomWalkPolicy:
-    """Random walking and turning with persistence.
-
-    Picks a mode and keeps it for a random stretch: walk forward (the most common, 5-30
-    steps), turn left or right (1-8 steps), stand still (1-6 steps) or jump. A walk that
-    gets blocked tries, half the time, to jump over the obstacle; otherwise (or if that
-    fails too) it turns 45-180 degrees to a random side and walks on.
-    """
-
-    MODES = (FORWARD, TURN_LEFT, TURN_RIGHT, NOOP, JUMP, FORWARD_JUMP)
-    PROBS = (0.52, 0.15, 0.15, 0.08, 0.05, 0.05)
-
-    def __init__(self, rng: np.random.Generator, turn_deg: float = 15.0):
-        self.rng = rng
-        self.turn_deg = turn_deg
-        self.mode = FORWARD
-        self.left = 0
-        self.jumped_at_wall = False
-        self.then_walk = False
-
-    def _new_mode(self, mode: int | None = None) -> None:
-        rng = self.rng
-        self.mode = int(rng.choice(self.MODES, p=self.PROBS)) if mode is None else mode
-        self.left = {FORWARD: lambda: rng.integers(5, 31), TURN_LEFT: lambda: rng.integers(1, 9),
-                     TURN_RIGHT: lambda: rng.integers(1, 9), NOOP: lambda: rng.integers(1, 7),
-                     JUMP: lambda: 1, FORWARD_JUMP: lambda: rng.integers(1, 4)}[self.mode]()
-
-    def act(self, blocked: bool) -> int:
-        if blocked and self.mode in (FORWARD, FORWARD_JUMP):
-            if not self.jumped_at_wall and self.rng.random() < 0.5:
-                self.jumped_at_wall = True
-                self.mode, self.left = FORWARD_JUMP, 4
-            else:
-                self.jumped_at_wall = False
-                self._new_mode(TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT)
-                self.left = int(np.ceil(self.rng.uniform(45, 180) / self.turn_deg))
-                self.then_walk = True
-        if self.left <= 0:
-            if self.then_walk:
-                self._new_mode(FORWARD)
-                self.then_walk = False
-            else:
-                self._new_mode()
-        self.left -= 1
-        return self.mode
-
-
 def simulate(world: World, rng: np.random.Generator, config: VoxelConfig,
              actions: np.ndarray | None = None) -> tuple[np.ndarray, list[AgentState]]:
     """Spawn and walk for episode_length frames (or len(actions) given ones).
@@ -291,13 +250,14 @@ def simulate(world: World, rng: np.random.Generator, config: VoxelConfig,
     Returns (actions int32 (T,), states: the agent's state at each frame).
     """
     state = spawn(world, rng, config)
-    policy = RandomWalkPolicy(rng, config.turn_deg)
+    policy = (ReturnPolicy(rng, config.turn_deg, explore=config.explore_frames) if config.policy == "return"
+              else RandomWalkPolicy(rng, config.turn_deg))
     num = config.episode_length if actions is None else len(actions)
     out_actions = np.zeros(num, np.int32)
     states: list[AgentState] = []
     blocked = False
     for t in range(num):
-        a = policy.act(blocked) if actions is None else int(actions[t])
+        a = policy.act((state.x, state.y, state.yaw), blocked) if actions is None else int(actions[t])
         state, blocked = step_agent(world, state, a, config)
         out_actions[t] = a
         states.append(state)
@@ -800,23 +760,22 @@ def generate(seeds: np.ndarray, config: VoxelConfig) -> dict[str, np.ndarray]:
     return {k: np.stack([e[k] for e in episodes]) for k in episodes[0]}
 
 
-def revisit_fraction(pose: np.ndarray, split: int = 144, max_angle_deg: float = 45.0) -> float:
-    """Fraction of frames split..T-1 whose (floor x, floor y) column was visited in frames
-    0..split-1 with a heading within max_angle_deg (`eval.revisit.revisit_mask`); nan if T <= split."""
-    if len(pose) <= split:
-        return float("nan")
-    return float(revisit_mask(pose, split, max_angle_deg).mean())
-
-
-def wrap_angle_np(a: np.ndarray) -> np.ndarray:
-    return (a + np.pi) % (2 * np.pi) - np.pi
+REVISIT_SPLIT = 144  # summarize(): frames [0, 144) are the memory, [144, T) are scored
+MEMORY_WINDOW = 16   # summarize(): the short window of the benchmark's memory frames
 
 
 def summarize(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-episode statistics. revisit_fraction: the share of frames after the split (144, or the
+    middle of shorter episodes) that stand in a column seen before it with a heading within 45
+    degrees (`eval.revisit.revisit_mask`); memory_fraction: those whose place only frames
+    before the split's last 16 showed (`eval.revisit.memory_mask`)."""
     pose = batch["pose"]
+    t = pose.shape[1]
+    split = REVISIT_SPLIT if t > REVISIT_SPLIT else t // 2
     steps = np.linalg.norm(np.diff(pose[:, :, :2], axis=1), axis=-1)
-    out = {
-        "revisit_fraction": np.array([revisit_fraction(p) for p in pose]),
+    return {
+        "revisit_fraction": revisit_mask(pose, split).mean(axis=-1),
+        "memory_fraction": memory_mask(pose, split, MEMORY_WINDOW).mean(axis=-1),
         "frames_with_sky": (batch["sky_fraction"] > 0).mean(axis=1),
         "frames_with_water": (batch["water_fraction"] > 0).mean(axis=1),
         "sky_pixels": batch["sky_fraction"].mean(axis=1),
@@ -824,7 +783,6 @@ def summarize(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "columns_visited": np.array([len(np.unique(np.floor(p[:, :2]).astype(np.int64), axis=0))
                                      for p in pose], np.float64),
     }
-    return out
 
 
 GENERATOR = Generator(name="voxel", generate=generate, action_names=ACTIONS, summarize=summarize)
@@ -847,7 +805,7 @@ def _config_from_args(args: argparse.Namespace) -> VoxelConfig:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_gen.voxel",
-        description="Minecraft-style voxel swamp: first-person random walks rendered by voxel ray "
+        description="Minecraft-style voxel swamp: first-person walks that come back, rendered by voxel ray "
                     "casting. Writes OUT/{train,test}/ep_*.npz with video, actions, pose [x, y, yaw], "
                     "elevation, heightmap, sky_fraction, water_fraction.",
         epilog=f"actions: {', '.join(f'{i}={a}' for i, a in enumerate(ACTIONS))}. "
@@ -855,7 +813,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(parser)
     g = parser.add_argument_group("voxel world")
     g.add_argument("--preset", choices=sorted(PRESETS), default="128",
-                   help="base settings: 128 (128x128 frames) or 64 (64x64 frames, for CPU work)")
+                   help="base settings: 128 (128x128 frames, 300-frame episodes), 64 (64x64) or cpu "
+                        "(32x32, 128-frame episodes, for CPU recipes)")
     defaults = VoxelConfig()
     helps = {
         "resolution": "frame height and width in pixels",
@@ -878,6 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
         "max_water_depth": "deeper water cannot be entered",
         "margin": "distance of the invisible wall from the world edge, blocks",
         "body_radius": "half-width of the agent's square footprint, blocks",
+        "policy": f"how the agent walks: {' or '.join(POLICIES)} (data_gen/voxel_policy.py)",
+        "explore_frames": "return policy: frames of exploring before the first trip back",
     }
     for f in dataclasses.fields(VoxelConfig):
         g.add_argument(f"--{f.name}", type=type(getattr(defaults, f.name)), default=None,

@@ -12,7 +12,8 @@ import pytest
 from data_gen import voxel
 from data_gen import voxel_world as vw
 from data_gen.voxel import (ACTIONS, FORWARD, FORWARD_JUMP, JUMP, NOOP, TURN_LEFT, TURN_RIGHT, AgentState,
-                            VoxelConfig, generate, render_frames, revisit_fraction, simulate, step_agent)
+                            VoxelConfig, generate, render_frames, simulate, step_agent, summarize)
+from eval.revisit import memory_mask, revisit_mask, wrap_angle
 
 SMALL = VoxelConfig(resolution=16, episode_length=24)
 
@@ -102,7 +103,7 @@ def test_agent_stays_inside_and_never_in_a_block(seed):
             assert any(under), "standing on nothing"
         # never deeper in water than allowed
         assert s.z >= world.sea_level - cfg.max_water_depth - 1e-9
-    assert len(set(actions.tolist())) >= 4  # the policy uses most of the action set
+    assert len(set(actions.tolist())) >= 3  # walks, turns and more
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -113,7 +114,7 @@ def test_actions_consistent_with_pose(seed):
     moved = 0
     for t in range(1, len(states)):
         a, p, q = actions[t], states[t - 1], states[t]
-        dyaw = voxel.wrap_angle(q.yaw - p.yaw)
+        dyaw = wrap_angle(q.yaw - p.yaw)
         dx, dy = q.x - p.x, q.y - p.y
         if a == TURN_LEFT:
             assert dyaw == pytest.approx(turn) and (dx, dy) == (0, 0)
@@ -173,15 +174,67 @@ def test_steps_walls_jumps_and_water():
     assert 9.0 < walked[-1].x < 10.0 and walked[-1].z == 11.0
 
 
-def test_revisit_fraction():
-    pose = np.zeros((200, 3), np.float32)
-    pose[:, 0] = np.arange(200) + 0.5      # walks away, never back
-    assert revisit_fraction(pose) == 0.0
-    pose[150:, :2] = pose[:50, :2]         # 50 frames back on early columns, same heading
-    assert revisit_fraction(pose) == pytest.approx(50 / 56)
-    pose[150:, 2] = math.pi                # ... but facing the other way
-    assert revisit_fraction(pose) == 0.0
-    assert math.isnan(revisit_fraction(pose[:144]))
+def test_summary_revisit_and_memory_fractions():
+    pose = np.zeros((1, 200, 3), np.float32)
+    pose[0, :, 0] = np.arange(200) + 0.5   # walks away, never back
+    stats = lambda: summarize({"pose": pose, "sky_fraction": np.zeros((1, 200)), "water_fraction": np.zeros((1, 200))})
+    assert stats()["revisit_fraction"][0] == 0.0 and stats()["memory_fraction"][0] == 0.0
+    pose[0, 150:, :2] = pose[0, :50, :2]   # 50 frames back on columns seen long before the split
+    assert stats()["revisit_fraction"][0] == pytest.approx(50 / 56)
+    assert stats()["memory_fraction"][0] == pytest.approx(50 / 56)
+    pose[0, 150:, 2] = math.pi             # ... but facing the other way
+    assert stats()["revisit_fraction"][0] == 0.0
+
+
+@pytest.mark.parametrize("preset,split", [("128", 144), ("cpu", 64)])
+def test_return_policy_comes_back(preset, split):
+    """The default walk returns to early places facing the same way: the benchmark's revisit
+    and memory frames exist (a random walk has few: about 0.05)."""
+    cfg = voxel.PRESETS[preset]
+    rev, mem, used = [], [], set()
+    for seed in range(6):
+        _, actions, states = _states(seed, cfg)
+        used |= set(actions.tolist())
+        pose = np.array([[s.x, s.y, s.yaw] for s in states])
+        rev.append(revisit_mask(pose, split).mean())
+        mem.append(memory_mask(pose, split, 16).mean())
+    assert np.mean(rev) > 0.35 and np.mean(mem) > 0.2, (rev, mem)
+    if preset == "128":  # long explorations use every action
+        assert used == set(range(len(ACTIONS)))
+    random_walk = dataclasses.replace(cfg, policy="random")
+    rev_random = [revisit_mask(np.array([[s.x, s.y, s.yaw] for s in _states(seed, random_walk)[2]]), split).mean()
+                  for seed in range(6)]
+    assert np.mean(rev_random) < np.mean(rev) / 2
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_return_policy_replays_its_exploration(seed):
+    """After exploring, the walk goes back: while replaying, every action is the one taken from
+    the recorded frame it stands at, within `tolerance` of where it stood then, facing the same way."""
+    from data_gen.voxel_policy import ReturnPolicy
+    cfg = dataclasses.replace(voxel.PRESETS["cpu"], episode_length=200)
+    ws, ks = np.random.SeedSequence(seed).spawn(2)
+    world = voxel.make_world(np.random.default_rng(ws), cfg)
+    rng = np.random.default_rng(ks)
+    state = voxel.spawn(world, rng, cfg)
+    policy = ReturnPolicy(rng, cfg.turn_deg, explore=cfg.explore_frames)
+    blocked, replayed = False, 0
+    for t in range(cfg.episode_length):
+        cursor = policy.cursor
+        action = policy.act((state.x, state.y, state.yaw), blocked)
+        if t >= cfg.explore_frames and policy.mode == "replay" and policy.cursor == cursor + 1:
+            x, y, yaw = policy.poses[cursor]
+            assert cursor < cfg.explore_frames and action == policy.actions[cursor]
+            assert math.hypot(state.x - x, state.y - y) <= policy.tolerance + 1e-9
+            assert abs(wrap_angle(state.yaw - yaw)) < 1e-6
+            replayed += 1
+        state, blocked = step_agent(world, state, action, cfg)
+    assert replayed >= 20
+
+
+def test_bad_policy_is_named():
+    with pytest.raises(ValueError, match="policy"):
+        dataclasses.replace(SMALL, policy="teleport").validate()
 
 
 # ------------------------------------------------------------------ rendering
