@@ -1,7 +1,7 @@
 """The long-range consistency benchmark of a trained TECO (spec §6), with baselines, in one run.
 
     python -m eval.benchmark --checkpoint runs/teco --data data/maze_tfds --out runs/bench \\
-        [--num_videos 256] [--group_size 64] [--batch_size 8] [--seed 0] [--preset dmlab] \\
+        [--protocol small|paper] [--batch_size 8] [--seed 0] [--preset dmlab|minecraft|cpu] \\
         [--context 144] [--predict 156] [--uncond_context 36] [--uncond_predict 264] \\
         [--short_window 16] [--fvd | --no_fvd] [--num_grids 2] [--diffusion runs/diffusion]
 
@@ -25,7 +25,8 @@ c. Revisit consistency: predicted frames split by `eval.revisit.revisit_mask` ag
    the context frames before the short window showed: the long-range memory test.
 d. Unconditional rollouts: `uncond_context` frames in, `uncond_predict` out, with the null
    action (the episodes' actions if the model never saw the null action in training); with
-   --fvd, FVD (`eval.fvd`) between the real and generated whole clips.
+   --fvd, FVD (`eval.fvd`) between the real and generated whole clips of each group, mean ±
+   std over the groups (and, for reference, one FVD over all videos).
 e. Sampling speed: generated frames per second (TECO sampling + VQ-GAN decoding, batched),
    with compilation timed separately, for TECO and the short-window variant.
 f. With --diffusion DIR: the latent video diffusion baseline (`DiffusionWorldModel`) on the
@@ -34,8 +35,11 @@ f. With --diffusion DIR: the latent video diffusion baseline (`DiffusionWorldMod
    note says so). Its speed beside TECO's, and the ratio "TECO : diffusion = X : 1" of
    their action-conditioned frames per second, printed and in the report.
 
-The dataset preset (dmlab: 64x64 frames, minecraft: 128x128; by default chosen from the
-VQ-GAN's resolution) sets the protocol numbers of spec §6; explicit flags override them.
+The dataset preset (dmlab: 64x64 frames, minecraft: 128x128, cpu: 32x32 and 128-frame
+episodes; by default chosen from the VQ-GAN's resolution) sets the frame counts of spec §6,
+--protocol the number of videos and groups (paper: 1,024 in 4 groups of 256; small: 256 in
+4 groups of 64); explicit flags override them (`eval.protocol`). The pieces: `eval.protocol`,
+`eval.test_set`, `eval.methods` (what is compared), `eval.metrics`, `eval.stats`.
 
 Writes to --out:
     results.json              every number, the protocol, config, checkpoint, date, device
@@ -51,7 +55,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
 import json
 import os
 import platform
@@ -60,287 +63,18 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from eval.methods import (METHODS, DiffusionGenerator, TecoGenerator, TimedRollout, copy_last_frame,
+                          unconditional_actions)
+from eval.metrics import frame_metrics
+from eval.protocol import (FVD_RELIABLE_VIDEOS, PRESETS, VIDEO_PROTOCOLS, Protocol, check_fvd_videos, check_protocol,
+                           resolve_protocol, resolve_videos)
+from eval.stats import curve_stats, fvd_group_stats, group_stats, masked_stats
+from eval.test_set import TestSet, pad_batch
 from teco_jax import rollout as rollout_lib
 
 METRICS = ("psnr", "ssim", "lpips")
-METHODS = ("teco", "teco_short", "copy_last")  # and "diffusion" (after "teco") with --diffusion
-FVD_RELIABLE_VIDEOS = 256  # below this FVD is only indicative (biased, high variance)
-
-
-# ----------------------------------------------------------------- protocol
-
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-    """Frame counts of the benchmark (spec §6)."""
-
-    context: int = 144
-    predict: int = 156
-    uncond_context: int = 36
-    uncond_predict: int = 264
-    short_window: int = 16
-
-    @property
-    def length(self) -> int:
-        """Frames per episode the benchmark reads."""
-        return max(self.context + self.predict, self.uncond_context + self.uncond_predict)
-
-
-# Both TECO datasets use the same protocol (spec §6); they differ in frame size. "cpu" is the
-# protocol scaled down to the CPU-scale world's 128-frame episodes (`data_gen.maze --preset
-# cpu`, 32x32): 64 context + 64 predicted frames, all inside the cpu TECO's 128-frame window,
-# and a short window of 16 frames, so revisits of places seen only in context frames [0, 48)
-# test memory.
-PRESETS = {"dmlab": (Protocol(), 64), "minecraft": (Protocol(), 128),
-           "cpu": (Protocol(context=64, predict=64, uncond_context=16, uncond_predict=112, short_window=16), 32)}
-
-
-def default_preset(resolution: int) -> str:
-    """The preset whose frame size matches the VQ-GAN's (the nearest one)."""
-    return min(PRESETS, key=lambda name: abs(PRESETS[name][1] - resolution))
-
-
-def resolve_protocol(args: argparse.Namespace, resolution: int) -> tuple[str, Protocol]:
-    """(preset name, Protocol): the preset's numbers with the flags given on the command line."""
-    preset = args.preset or default_preset(resolution)
-    base, _ = PRESETS[preset]
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Protocol) if getattr(args, f.name) is not None}
-    return preset, dataclasses.replace(base, **given)
-
-
-def check_fvd_videos(num_videos: int, fvd: bool) -> None:
-    """UserError if FVD is on with fewer videos than the Fréchet distance can use."""
-    from eval.fvd import MIN_VIDEOS
-    from teco_jax.errors import UserError
-
-    if fvd and num_videos < MIN_VIDEOS:
-        raise UserError(f"--num_videos {num_videos} is too few for FVD: it fits a Gaussian (mean and covariance) "
-                        f"to the I3D features of each set of videos, which needs at least {MIN_VIDEOS} "
-                        f"(256 for a reliable value); pass --num_videos {MIN_VIDEOS} or more, or --no_fvd")
-
-
-def check_protocol(p: Protocol, fvd: bool) -> None:
-    """ValueError naming the first impossible setting."""
-    for name in ("context", "predict", "uncond_context", "uncond_predict"):
-        if getattr(p, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(p, name)}")
-    if not 2 <= p.short_window <= p.context:
-        raise ValueError(f"--short_window must lie in [2, --context={p.context}], got {p.short_window}")
-    if fvd:
-        from eval.fvd import MIN_FRAMES
-
-        clip = p.uncond_context + p.uncond_predict
-        if clip < MIN_FRAMES:
-            raise ValueError(f"FVD needs clips of at least {MIN_FRAMES} frames (I3D), but --uncond_context + "
-                             f"--uncond_predict = {clip}; use --no_fvd or longer clips")
-
-
-# ----------------------------------------------------------------- data
-
-class TestSet:
-    """The first `num` episodes of a split of a raw-frame TFDS dataset, cut to `length` frames.
-
-    Actions (N, L) and poses (N, L, 3) (None if the dataset has none) are read up front;
-    frames batch by batch (`video`), so memory holds one batch of videos at a time.
-    """
-
-    def __init__(self, data_dir: Path, split: str, num: int, length: int):
-        from teco_jax.data import tfds_io
-
-        meta, self.source = tfds_io.load_frame_split(data_dir, split)
-        self.length, self.num = length, num
-        if num > len(self.source):
-            raise ValueError(f"--num_videos {num} is more than the {len(self.source)} episodes of "
-                             f"{meta.name}/{split}")
-        if length > meta.min_length:
-            raise ValueError(f"the protocol needs episodes of {length} frames (max(context + predict, "
-                             f"uncond_context + uncond_predict)); the shortest episode of {meta.name} has "
-                             f"{meta.min_length}")
-        self.frame_shape = tuple(meta.frame_shape)
-        episodes = [self.source[i] for i in range(num)]
-        self.actions = np.stack([np.asarray(ep["actions"][:length], np.int32) for ep in episodes])
-        self.pose = None
-        if "pose" in episodes[0]:
-            self.pose = np.stack([np.asarray(ep["pose"][:length], np.float32) for ep in episodes])
-
-    def video(self, start: int, stop: int) -> np.ndarray:
-        """uint8 (stop - start, L, H, W, 3): the frames of episodes start..stop-1."""
-        return np.stack([np.asarray(self.source[i]["video"][:self.length], np.uint8) for i in range(start, stop)])
-
-
-def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
-    """x with its last row repeated up to `size` rows (keeps one compiled shape)."""
-    return x if len(x) == size else np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)])
-
-
-# ----------------------------------------------------------------- metrics
-
-@functools.partial(jax.jit, static_argnames=("lpips_batch",))
-def _frame_metrics(lpips_params, real, fake, lpips_batch: int):
-    from eval import metrics
-
-    x = real.astype(jnp.float32) / 255.0
-    y = fake.astype(jnp.float32) / 255.0
-    return {"psnr": metrics.psnr(x, y), "ssim": metrics.ssim(x, y),
-            "lpips": metrics.lpips(x, y, "alexnet", params=lpips_params, batch_size=lpips_batch)}
-
-
-def frame_metrics(real_BTHW3: np.ndarray, fake_BTHW3: np.ndarray) -> dict[str, np.ndarray]:
-    """PSNR, SSIM, LPIPS (AlexNet) of every frame of uint8 videos: {metric: (B, T) float64}."""
-    from eval import metrics
-
-    if real_BTHW3.shape != fake_BTHW3.shape:
-        raise ValueError(f"frame_metrics: shapes differ: {real_BTHW3.shape} vs {fake_BTHW3.shape}")
-    out = _frame_metrics(metrics.lpips_model("alexnet").params, jnp.asarray(real_BTHW3), jnp.asarray(fake_BTHW3),
-                         lpips_batch=256)
-    return {k: np.asarray(v, np.float64) for k, v in out.items()}
-
-
-def copy_last_frame(context_BCHW3: np.ndarray, num_frames: int) -> np.ndarray:
-    """The copy baseline: the last context frame, repeated num_frames times: (B, num_frames, H, W, 3)."""
-    last = context_BCHW3[:, -1:]
-    return np.repeat(last, num_frames, axis=1)
-
-
-def group_stats(per_video_N: np.ndarray, group_size: int) -> dict:
-    """{"mean", "std", "groups"}: the mean of each group of `group_size` consecutive videos,
-    their mean and std (ddof 0; None for a single group)."""
-    v = np.asarray(per_video_N, np.float64)
-    groups = v.reshape(-1, group_size).mean(axis=1)
-    std = float(groups.std()) if len(groups) > 1 else None
-    return {"mean": float(groups.mean()), "std": std, "groups": groups.tolist()}
-
-
-def curve_stats(per_frame_NT: np.ndarray, group_size: int) -> dict:
-    """Per-horizon curve: {"mean": (T,) mean over videos, "std": (T,) std over group means}."""
-    v = np.asarray(per_frame_NT, np.float64)
-    groups = v.reshape(-1, group_size, v.shape[1]).mean(axis=1)
-    return {"mean": v.mean(axis=0).tolist(), "std": groups.std(axis=0).tolist()}
-
-
-def masked_stats(per_frame_NT: np.ndarray, mask_NT: np.ndarray, group_size: int) -> dict:
-    """Metric over the frames where mask holds, pooled per group: {"mean", "std", "frames",
-    "groups" (None for a group without such frames)}; mean and std (ddof 0) over the groups
-    that have some (std None unless at least two do)."""
-    v = np.asarray(per_frame_NT, np.float64).reshape(-1, group_size * per_frame_NT.shape[1])
-    m = np.asarray(mask_NT, bool).reshape(v.shape)
-    counts = m.sum(axis=1)
-    groups = [float(row[sel].mean()) if n else None for row, sel, n in zip(v, m, counts)]
-    have = np.array([g for g in groups if g is not None])
-    mean = float(have.mean()) if len(have) else None
-    std = float(have.std()) if len(have) > 1 else None
-    return {"mean": mean, "std": std, "frames": int(counts.sum()), "groups": groups}
-
-
-# ----------------------------------------------------------------- generation
-
-class TecoGenerator:
-    """TECO rollouts with a given window: context codes in, generated frames out (VQ-GAN decoded)."""
-
-    def __init__(self, wm, window: int, sampler):
-        self.wm, self.window, self.sampler = wm, window, sampler
-
-    def _call(self, codes, actions, key, num_frames: int, lower: bool = False):
-        fn = rollout_lib.rollout.lower if lower else rollout_lib.rollout
-        return fn(self.wm.teco, self.wm.vq_embeddings, self.wm.put_batch(codes), self.wm.put_batch(actions), key,
-                  num_frames=num_frames, window=self.window, sampler=self.sampler)
-
-    def compile(self, codes, actions, key, num_frames: int) -> float | None:
-        """Compile the rollout (ahead of time) and the VQ-GAN decoder: seconds, None if AOT lowering is
-        unavailable (the rollout then compiles inside the first timed call)."""
-        t0 = time.perf_counter()
-        try:
-            self._call(codes, actions, key, num_frames, lower=True).compile()
-            aot = True
-        except Exception:  # noqa: BLE001
-            aot = False
-        b, c = codes.shape[:2]
-        warm = min(self.wm.chunk, b * (num_frames - c))  # the decoder's chunk shape (WorldModel.decode)
-        self.wm.decode(np.zeros((1, warm) + tuple(codes.shape[2:]), np.int32))
-        return time.perf_counter() - t0 if aot else None
-
-    def __call__(self, codes, actions, key, num_frames: int) -> np.ndarray:
-        out = np.asarray(self._call(codes, actions, key, num_frames))
-        return self.wm.decode(out[:, codes.shape[1]:])
-
-
-class DiffusionGenerator:
-    """Latent diffusion rollouts (`DiffusionWorldModel`): context latents in, generated frames out."""
-
-    def __init__(self, dwm):
-        self.dwm, self.window = dwm, dwm.window
-
-    def _actions(self, actions):
-        """The model takes None for the null action (and for a model trained without actions)."""
-        null = (actions == self.dwm.num_actions).all()
-        return None if null or not self.dwm.config.model.use_actions else actions
-
-    def compile(self, latents, actions, key, num_frames: int) -> float:
-        """Every window of a rollout shares one compiled sampler: a one-window rollout run twice,
-        the first call's extra time is the compilation (plus the decoder's warm-up)."""
-        one = min(num_frames, self.window)
-        times = []
-        for _ in range(2):
-            t0 = time.perf_counter()
-            self.dwm.rollout_latents(latents, self._actions(actions[:, :one]), one, key)
-            times.append(time.perf_counter() - t0)
-        b, c = latents.shape[:2]
-        warm = min(self.dwm.chunk, b * (num_frames - c))  # the decoder's chunk shape
-        t0 = time.perf_counter()
-        self.dwm.decode(np.zeros((1, warm) + tuple(latents.shape[2:]), np.float32))
-        return max(times[0] - times[1], 0.0) + time.perf_counter() - t0
-
-    def __call__(self, latents, actions, key, num_frames: int) -> np.ndarray:
-        z = self.dwm.rollout_latents(latents, self._actions(actions), num_frames, key)
-        return self.dwm.decode(z[:, latents.shape[1]:])
-
-
-@dataclasses.dataclass
-class TimedRollout:
-    """Rollouts of a generator (`TecoGenerator`, `DiffusionGenerator`), timed, compilation apart.
-
-    A generator has `window` (frames per step of its rollout), `compile(context, actions,
-    key, num_frames)` (compiles what these shapes need; returns its seconds, or None if the
-    compilation could not be separated) and `__call__(context, actions, key, num_frames)`
-    -> the generated frames (B, num_frames - C, H, W, 3) uint8. The context comes encoded
-    (codes or latents), so encoding is not timed. `seconds` counts sampling + decoding after
-    compilation, `compile_s` the compilation (None: it is inside `seconds`).
-    """
-
-    gen: object
-    frames: int = 0
-    seconds: float = 0.0
-    compile_s: float | None = 0.0
-    _compiled: set = dataclasses.field(default_factory=set)
-
-    def generate(self, context: np.ndarray, actions_BL: np.ndarray, key, num_frames: int) -> np.ndarray:
-        shape = (context.shape, num_frames)
-        if shape not in self._compiled:
-            self._compiled.add(shape)
-            spent = self.gen.compile(context, actions_BL, key, num_frames)
-            self.compile_s = None if spent is None or self.compile_s is None else self.compile_s + spent
-        t0 = time.perf_counter()
-        frames = self.gen(context, actions_BL, key, num_frames)
-        self.seconds += time.perf_counter() - t0
-        self.frames += frames.shape[0] * frames.shape[1]
-        return frames
-
-    def speed(self) -> dict:
-        fps = self.frames / self.seconds if self.seconds > 0 else None
-        return {"frames_per_s": fps, "generated_frames": self.frames, "seconds": self.seconds,
-                "compile_s": self.compile_s, "window": self.gen.window,
-                "compile_included": self.compile_s is None}
-
-
-def unconditional_actions(config) -> tuple[str, str | None]:
-    """("null" or "dataset", a note or None): which actions the unconditional rollouts take."""
-    m = config.model
-    if m.use_actions and not m.get("action_dropout", 0):
-        return "dataset", ("this TECO never saw the null action in training (model.action_dropout=0): the "
-                           "'unconditional' rollouts take the episodes' actions instead")
-    return "null", None
 
 
 # ----------------------------------------------------------------- main
@@ -351,8 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, required=True, help="TECO training workdir (config.json + checkpoints/) or a bundle (teco_jax.bundle)")
     p.add_argument("--data", type=Path, required=True, help="raw-frame TFDS dataset dir (teco_jax.data.build)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--num_videos", type=int, default=256, help="episodes evaluated (the first N of the split)")
-    p.add_argument("--group_size", type=int, default=64, help="videos per group for mean ± std (divides N)")
+    p.add_argument("--protocol", choices=sorted(VIDEO_PROTOCOLS), default="small",
+                   help="how many videos in how many groups: paper = 1,024 in 4 groups of 256 (TECO's), "
+                        "small = 256 in 4 groups of 64 (for CPUs)")
+    p.add_argument("--num_videos", type=int, default=None,
+                   help="episodes evaluated, the first N of the split (default: the --protocol's)")
+    p.add_argument("--group_size", type=int, default=None,
+                   help="videos per group for mean ± std, dividing --num_videos (default: the --protocol's)")
     p.add_argument("--batch_size", type=int, default=8, help="videos generated at once")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--split", default="test", help="dataset split")
@@ -376,10 +115,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also evaluate this latent diffusion baseline (its training workdir), on the same videos")
     p.add_argument("--diffusion_step", type=int, default=None, help="its checkpoint step (default: the latest)")
     args = p.parse_args(argv)
+    args.num_videos, args.group_size = resolve_videos(args.protocol, args.num_videos, args.group_size)
     for name in ("num_videos", "group_size", "batch_size", "fvd_batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
-    check_fvd_videos(args.num_videos, args.fvd)  # a UserError: before the group size, which it would trip
+    check_fvd_videos(args.num_videos, args.group_size, args.fvd)  # a UserError: before the divisibility check
     if args.num_videos % args.group_size:
         p.error(f"--num_videos {args.num_videos} is not a multiple of --group_size {args.group_size}")
     if args.num_grids < 0:
@@ -546,9 +286,9 @@ class Benchmark:
             self.diffusion_notes()
         if self.pose is None:
             self.note("the dataset has no poses: revisit consistency (revisited vs new places) is skipped")
-        if self.args.fvd and self.n < FVD_RELIABLE_VIDEOS:
-            self.note(f"FVD on {self.n} videos is only indicative (biased upward and noisy below "
-                      f"{FVD_RELIABLE_VIDEOS}); compare it only with runs on as many videos.")
+        if self.args.fvd and self.args.group_size < FVD_RELIABLE_VIDEOS:
+            self.note(f"FVD per group of {self.args.group_size} videos is only indicative (biased upward and "
+                      f"noisy below {FVD_RELIABLE_VIDEOS}); compare it only with runs on groups as large.")
         if not self.args.fvd:
             self.note("FVD not computed (--no_fvd).")
 
@@ -608,17 +348,13 @@ class Benchmark:
         return out
 
     def results(self, wall_s: float) -> dict:
-        from teco_jax import world_model
-
         p, wm, g = self.p, self.wm, self.args.group_size
         fvd = {m: None for m in ("teco", "diffusion") if m in self.methods}
         if self.args.fvd:
-            from eval.fvd import frechet_distance
-
             real = np.concatenate(self.fvd_feats["real"])
             for method, kind in (("teco", "uncond"), ("diffusion", "diffusion_uncond")):
                 if kind in self.fvd_feats:
-                    fvd[method] = frechet_distance(real, np.concatenate(self.fvd_feats[kind]))
+                    fvd[method] = fvd_group_stats(real, np.concatenate(self.fvd_feats[kind]), g)
         speed = {name: r.speed() for name, r in self.rollouts.items()}
         step = wm.step
         return {
@@ -632,10 +368,12 @@ class Benchmark:
             "protocol": {**dataclasses.asdict(p), "preset": self.preset, "model_window": wm.window,
                          "model_context": self.model_context(p.context),
                          "model_uncond_context": self.model_context(p.uncond_context),
-                         "context_truncated": p.context > wm.window, "num_videos": self.n, "group_size": g,
+                         "context_truncated": p.context > wm.window, "videos": self.args.protocol,
+                         "num_videos": self.n, "group_size": g,
                          "num_groups": self.n // g, "batch_size": self.bs, "seed": self.args.seed,
                          "sampler": dataclasses.asdict(self.sampler), "uncond_actions": self.uncond_actions,
                          "fvd": bool(self.args.fvd), "std": "over groups of group_size videos, ddof 0",
+                         "fvd_per": "group (real group j vs generated group j), mean ± std over groups",
                          "metrics": "PSNR (dB), SSIM (11x11 Gaussian, sigma 1.5), LPIPS (AlexNet) on predicted "
                                     "frames, averaged over time then videos"},
             "config": wm.config.to_dict(),
@@ -647,7 +385,9 @@ class Benchmark:
             "curves": {"frame_index": list(range(p.context, p.context + p.predict)),
                        **{m: {k: curve_stats(v, g) for k, v in self.per_frame[m].items()} for m in self.methods}},
             "revisit": self.revisit(),
-            "unconditional": {"fvd": fvd["teco"], "fvd_per_method": fvd, "num_videos": self.n,
+            "unconditional": {"fvd": fvd["teco"] and fvd["teco"]["mean"],
+                              "fvd_per_method": {m: v and v["mean"] for m, v in fvd.items()},
+                              "fvd_groups": fvd, "num_videos": self.n,
                               "clip_frames": p.uncond_context + p.uncond_predict, "actions": self.uncond_actions},
             "speed": speed,
             **({} if self.dwm is None else {"diffusion": self.diffusion_info(speed)}),

@@ -20,6 +20,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -123,3 +124,20 @@ def _lpips(params, x, y, net: str, batch_size: int | None) -> jax.Array:
             d = jax.lax.map(lambda xy: model(xy[0][None], xy[1][None], params)[0], (x, y),
                             batch_size=batch_size)
     return d.reshape(lead)
+
+
+@functools.partial(jax.jit, static_argnames=("lpips_batch",))
+def _frame_metrics(lpips_params, real, fake, lpips_batch: int):
+    x = real.astype(jnp.float32) / 255.0
+    y = fake.astype(jnp.float32) / 255.0
+    return {"psnr": psnr(x, y), "ssim": ssim(x, y),
+            "lpips": lpips(x, y, "alexnet", params=lpips_params, batch_size=lpips_batch)}
+
+
+def frame_metrics(real_BTHW3: np.ndarray, fake_BTHW3: np.ndarray) -> dict[str, np.ndarray]:
+    """PSNR, SSIM, LPIPS (AlexNet) of every frame of uint8 videos: {metric: (B, T) float64}."""
+    if real_BTHW3.shape != fake_BTHW3.shape:
+        raise ValueError(f"frame_metrics: shapes differ: {real_BTHW3.shape} vs {fake_BTHW3.shape}")
+    out = _frame_metrics(lpips_model("alexnet").params, jnp.asarray(real_BTHW3), jnp.asarray(fake_BTHW3),
+                         lpips_batch=256)
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}

@@ -152,12 +152,19 @@ def render(results: dict) -> str:
                         f"last {r['model_context']} context frames (all the model is given) show.")
         out += ["", rv, ""]
     u = results["unconditional"]
-    per_method = u.get("fvd_per_method", {"teco": u["fvd"]})
     short = {"teco": "TECO", "diffusion": "latent diffusion"}
-    fvd = ", ".join(f"{short.get(m, m)} **{v:.1f}**" for m, v in per_method.items() if v is not None)
+    if "fvd_groups" in u:  # per group, mean ± std over groups, as TECO reports it
+        stats = {m: v for m, v in u["fvd_groups"].items() if v is not None}
+        fvd = ", ".join(f"{short.get(m, m)} **{pm(v, 'fvd')}** (all {u['num_videos']} videos at once: "
+                        f"{v['all_videos']:.1f})" for m, v in stats.items())
+        where = f"per group of {next(iter(stats.values()))['group_size']} videos, mean ± std over groups" if stats else ""
+    else:
+        per_method = u.get("fvd_per_method", {"teco": u["fvd"]})
+        fvd = ", ".join(f"{short.get(m, m)} **{v:.1f}**" for m, v in per_method.items() if v is not None)
+        where = f"{u['num_videos']} videos"
     fvd = fvd or "not computed (--no_fvd)"
     out += ["## Unconditional rollouts", "",
-            f"FVD (I3D, 224×224, whole {u['clip_frames']}-frame clips, {u['num_videos']} videos): {fvd}", "",
+            f"FVD (I3D, 224×224, whole {u['clip_frames']}-frame clips{', ' + where if where else ''}): {fvd}", "",
             "## Sampling speed", "",
             "Generated frames per second, batched (sampling + VQ-GAN decoding), compilation apart.", "",
             speed_table(results), ""]

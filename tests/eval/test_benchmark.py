@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from eval import benchmark, report
+from eval import benchmark, protocol, report, stats
+from eval.methods import copy_last_frame
 from teco_jax import encode, trainer
 from teco_jax.data import tfds_io
 from tests.diffusion.common import task_config as diffusion_tiny_config
@@ -131,7 +132,11 @@ def test_cli_writes_results_report_plots_and_videos(runs, capsys):
 
     rb = json.loads((b / "results.json").read_text())
     assert np.isfinite(rb["unconditional"]["fvd"]) and rb["unconditional"]["clip_frames"] == 12
-    assert any("FVD on 4 videos is only indicative" in n for n in rb["notes"])
+    per_group = rb["unconditional"]["fvd_groups"]["teco"]  # FVD per group of 2, mean ± std over the 2 groups
+    assert len(per_group["groups"]) == 2 and rb["unconditional"]["fvd"] == pytest.approx(np.mean(per_group["groups"]))
+    assert np.isfinite(per_group["all_videos"]) and per_group["std"] == pytest.approx(np.std(per_group["groups"]))
+    assert "mean ± std over groups" in (b / "report.md").read_text()
+    assert any("FVD per group of 2 videos is only indicative" in n for n in rb["notes"])
     assert rb["action_conditioned"]["teco"] != r["action_conditioned"]["teco"]  # another seed
     assert rb["action_conditioned"]["copy_last"] == r["action_conditioned"]["copy_last"]
 
@@ -212,22 +217,22 @@ def test_report_merges_two_runs(runs, tmp_path, capsys):
 
 def test_group_and_masked_stats():
     v = np.array([1.0, 3.0, 5.0, 7.0])
-    s = benchmark.group_stats(v, 2)
+    s = stats.group_stats(v, 2)
     assert s == {"mean": 4.0, "std": 2.0, "groups": [2.0, 6.0]}
     per_frame = np.arange(8.0).reshape(4, 2)  # videos x frames
     mask = np.array([[True, False], [False, False], [True, True], [False, True]])
-    m = benchmark.masked_stats(per_frame, mask, 2)
+    m = stats.masked_stats(per_frame, mask, 2)
     assert m["groups"] == pytest.approx([0.0, 16 / 3]) and m["frames"] == 4  # (4 + 5 + 7) / 3
     assert m["mean"] == pytest.approx(8 / 3) and m["std"] == pytest.approx(8 / 3)
-    m = benchmark.masked_stats(per_frame, mask & (per_frame < 4), 2)
+    m = stats.masked_stats(per_frame, mask & (per_frame < 4), 2)
     assert m["groups"] == [0.0, None] and m["mean"] == 0.0 and m["std"] is None
-    assert benchmark.group_stats(v, 4) == {"mean": 4.0, "std": None, "groups": [4.0]}
+    assert stats.group_stats(v, 4) == {"mean": 4.0, "std": None, "groups": [4.0]}
     assert report.pm({"mean": 1.0, "std": None}, "psnr") == "1.00 (1 group)"
     assert report.pm({"mean": None, "std": None}, "ssim") == "–"
-    c = benchmark.curve_stats(per_frame, 2)
+    c = stats.curve_stats(per_frame, 2)
     assert c["mean"] == [3.0, 4.0] and c["std"] == [2.0, 2.0]
     frames = np.arange(2 * 3 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 3, 2, 2, 3)
-    copied = benchmark.copy_last_frame(frames, 4)
+    copied = copy_last_frame(frames, 4)
     assert copied.shape == (2, 4, 2, 2, 3) and (copied == frames[:, 2:3]).all()
 
 
@@ -247,7 +252,11 @@ def test_cli_errors(setup, tmp_path, capsys, monkeypatch):
     assert benchmark.main(argv + ["--short_window", "9"]) == 1
     assert "--short_window must lie in [2, --context=8]" in capsys.readouterr().err
     assert benchmark.main(argv + ["--num_videos", "8"]) == 1
-    assert "more than the 5 episodes" in capsys.readouterr().err
+    assert "has 5 episodes, fewer than the 8 videos" in capsys.readouterr().err
+    i = argv.index("--num_videos")
+    assert argv[i:i + 4] == ["--num_videos", "4", "--group_size", "2"]
+    assert benchmark.main(argv[:i] + argv[i + 4:] + ["--protocol", "paper"]) == 1
+    assert "has 5 episodes, fewer than the 1024 videos the protocol needs" in capsys.readouterr().err
     assert benchmark.main(argv[:-1] + ["--fvd", "--uncond_predict", "4"]) == 1
     assert "FVD needs clips of at least 9 frames" in capsys.readouterr().err
     assert benchmark.main(argv + ["--data", str(tmp / "codes")]) == 1
@@ -270,16 +279,53 @@ def test_report_and_plots_without_poses(runs, tmp_path):
 def test_fvd_on_one_video_is_refused_before_any_work(tmp_path, capsys):
     """Nothing exists at --checkpoint or --data: the flags alone are refused, before loading anything."""
     out = tmp_path / "out"
-    argv = ["--checkpoint", str(tmp_path / "teco"), "--data", str(tmp_path / "frames"), "--out", str(out),
-            "--num_videos", "1"]
-    for extra in ([], ["--group_size", "1", "--fvd"]):
+    argv = ["--checkpoint", str(tmp_path / "teco"), "--data", str(tmp_path / "frames"), "--out", str(out)]
+    for extra, groups in ((["--num_videos", "1"], 64), (["--num_videos", "4", "--group_size", "1", "--fvd"], 1)):
         assert benchmark.main(argv + extra) == 1
         err = capsys.readouterr().err
-        assert err == ("error: --num_videos 1 is too few for FVD: it fits a Gaussian (mean and covariance) to the "
-                       "I3D features of each set of videos, which needs at least 2 (256 for a reliable value); "
-                       "pass --num_videos 2 or more, or --no_fvd\n")
+        assert err == (f"error: --num_videos {extra[1]} in groups of {groups} is too few for FVD: it fits a Gaussian "
+                       "(mean and covariance) to the I3D features of each group's videos, which needs at least 2 "
+                       "(256 for a reliable value); pass --num_videos and --group_size of 2 or more, or --no_fvd\n")
     assert not out.exists()
-    assert benchmark.parse_args(argv + ["--group_size", "1", "--no_fvd"]).num_videos == 1
+    assert benchmark.parse_args(argv + ["--num_videos", "1", "--group_size", "1", "--no_fvd"]).num_videos == 1
+
+
+def test_video_protocols():
+    """paper is 1,024 videos in groups of 256 and cannot be changed; small is the default and can."""
+    argv = ["--checkpoint", "x", "--data", "y", "--out", "z"]
+    a = benchmark.parse_args(argv)
+    assert (a.protocol, a.num_videos, a.group_size) == ("small", 256, 64)
+    a = benchmark.parse_args(argv + ["--protocol", "paper"])
+    assert (a.num_videos, a.group_size) == (1024, 256)
+    assert benchmark.parse_args(argv + ["--num_videos", "32", "--group_size", "8"]).num_videos == 32
+    with pytest.raises(Exception, match="--protocol paper is 1024 videos in groups of 256"):
+        protocol.resolve_videos("paper", 256, None)
+
+
+def test_test_set_names_the_count_it_lacks(tmp_path):
+    from eval.test_set import TestSet
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "src" / "test").mkdir(parents=True)
+    for i in range(3):
+        np.savez(tmp_path / "src" / "test" / f"ep_{i}.npz", video=rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8),
+                 actions=np.zeros(12, np.int32))
+    tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "frames", name="tiny", num_actions=2)
+    assert TestSet(tmp_path / "frames", "test", 3, 12).actions.shape == (3, 12)
+    with pytest.raises(ValueError, match="tiny/test has 3 episodes, fewer than the 1024 videos"):
+        TestSet(tmp_path / "frames", "test", 1024, 12)
+
+
+def test_fvd_per_group_against_frechet_distance():
+    from eval.fvd import frechet_distance
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(8, 3)), rng.normal(1.0, 1.0, size=(8, 3))
+    s = stats.fvd_group_stats(real, fake, 4)
+    groups = [frechet_distance(real[:4], fake[:4]), frechet_distance(real[4:], fake[4:])]
+    assert s["groups"] == pytest.approx(groups) and s["mean"] == pytest.approx(np.mean(groups))
+    assert s["std"] == pytest.approx(np.std(groups)) and s["all_videos"] == pytest.approx(frechet_distance(real, fake))
+    assert stats.fvd_group_stats(real, fake, 8)["std"] is None
 
 
 def test_cli_refuses_a_dataset_with_another_action_set(tmp_path, capsys):
@@ -293,7 +339,7 @@ def test_cli_refuses_a_dataset_with_another_action_set(tmp_path, capsys):
     capsys.readouterr()  # TFDS's progress bars
     out = tmp_path / "out"
     argv = ["--checkpoint", str(tmp_path / "teco"), "--data", str(data), "--out", str(out), "--num_videos", "2",
-            "--group_size", "1"]
+            "--group_size", "2"]
     assert benchmark.main(argv) == 1
     assert capsys.readouterr().err == (
         f"error: {data}: the dataset has 9 actions (a, b, c, d, e, f, g, h, i), but model.num_actions of "
