@@ -1,11 +1,13 @@
 """CLI: turn episode files (TECO authors' layout) into a TFDS array_record dataset.
 
-    python -m teco_jax.data.build --src data/dmlab --out data/dmlab_tfds
+    python -m teco_jax.data.build --src data/dmlab --out data/dmlab_tfds [--splits test]
 
-reads SRC/{train,test}/**/*.npz (or *.mp4 with a sibling .npz holding `actions`)
-and writes OUT/<name>/1.0.0/, which `teco_jax.data.pipeline` reads. The action set is
---num_actions, else SRC/meta.json's (`num_actions`, `action_names`: episodes with actions
-outside it are refused), else inferred from the data as the largest action + 1.
+reads SRC/{train,test}/**/*.npz (or *.mp4, with a sibling .npz holding `actions` or
+without one: the null action) and writes OUT/<name>/1.0.0/, which `teco_jax.data.pipeline`
+reads. --splits names the splits to convert (comma-separated or repeated; default: every
+split found). The action set is --num_actions, else SRC/meta.json's (`num_actions`,
+`action_names`: episodes with actions outside it are refused), else inferred from the data
+as the largest action + 1.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from teco_jax.data import tfds_io
 from teco_jax.errors import UserError
 
 
+def parse_splits(values: list[str] | None) -> list[str] | None:
+    """--splits values ("train,test", or the flag repeated) as a list without repeats; None if absent."""
+    if not values:
+        return None
+    names = [s.strip() for v in values for s in v.split(",") if s.strip()]
+    return list(dict.fromkeys(names))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, required=True, help="episode root holding train/ and/or test/")
@@ -29,10 +39,13 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: read from SRC/meta.json when present)")
     parser.add_argument("--skip_bad", action="store_true",
                         help="report and skip unreadable or invalid episode files instead of stopping")
+    parser.add_argument("--splits", action="append", metavar="SPLIT[,SPLIT]",
+                        help="splits to convert, comma-separated or the flag repeated (default: all found)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        meta = tfds_io.build_from_episodes(args.src, args.out, args.name, args.num_actions, args.skip_bad)
+        meta = tfds_io.build_from_episodes(args.src, args.out, args.name, args.num_actions, args.skip_bad,
+                                          parse_splits(args.splits))
     except (UserError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -102,12 +102,14 @@ def check_actions(meta: DatasetMeta, num_actions: int, what: str, action_names: 
 
 
 def check_action_values(actions: np.ndarray, num_actions: int, what: str, data_dir: Path | str) -> None:
-    """UserError naming the dataset if any of `actions` lies outside the model's [0, num_actions)."""
+    """UserError naming the dataset if any of `actions` lies outside the model's [0, num_actions]
+    (num_actions itself is the null action: no action given, e.g. an mp4 without its npz)."""
     actions = np.asarray(actions)
-    bad = actions[(actions < 0) | (actions >= num_actions)]
+    bad = actions[(actions < 0) | (actions > num_actions)]
     if bad.size:
         raise UserError(f"{data_dir}: the dataset's actions {sorted(set(bad.tolist()))[:8]} are outside "
-                        f"[0, {num_actions}) ({what} is {num_actions}): wrong dataset for this model?")
+                        f"[0, {num_actions}] ({what} is {num_actions}; {num_actions} is the null action): "
+                        f"wrong dataset for this model?")
 
 
 def _frame_feature(example: Mapping[str, np.ndarray]) -> str:
@@ -253,19 +255,22 @@ def write_dataset(data_dir: Path | str, name: str, splits: Mapping[str, Iterator
     return meta
 
 
-def build_from_episodes(src: Path | str, out: Path | str, name: str | None = None,
-                        num_actions: int | None = None, skip_bad: bool = False) -> DatasetMeta:
-    """Convert ROOT/{train,test} episode files (npz or mp4 + npz) to a TFDS dataset at `out`.
+def build_from_episodes(src: Path | str, out: Path | str, name: str | None = None, num_actions: int | None = None,
+                        skip_bad: bool = False, splits: list[str] | None = None) -> DatasetMeta:
+    """Convert the listed splits (None: every one found) of ROOT/{train,test} episode files (npz,
+    or mp4 with or without a sibling npz) to a TFDS dataset at `out`.
 
     The action set is `num_actions`, else ROOT/meta.json's (episodes with actions outside it
-    are refused), else inferred from the data (meta.num_actions_inferred)."""
+    are refused), else inferred from the data (meta.num_actions_inferred). What the readers
+    did as the TECO authors' loader does (actions cut, null actions) is printed once, at the end."""
     src = Path(src)
     num_actions, names, origin = formats.action_set(src, num_actions)
-    splits = {s: formats.iter_episodes(src, s, num_actions, skip_bad, origin)
-              for s in formats.SPLITS if (src / s).is_dir()}
-    if not splits:
-        raise formats.EpisodeError(f"{src}: neither train/ nor test/ exists")
-    return write_dataset(out, name or default_name(src), splits, num_actions, source=str(src), action_names=names)
+    notes = formats.ReadNotes()
+    episodes = {s: formats.iter_episodes(src, s, num_actions, skip_bad, origin, notes)
+                for s in formats.find_splits(src, splits)}
+    meta = write_dataset(out, name or default_name(src), episodes, num_actions, source=str(src), action_names=names)
+    notes.report()
+    return meta
 
 
 def default_name(src: Path) -> str:

@@ -55,7 +55,8 @@ GOOD = make_episode(np.random.default_rng(0))
     ({"video": GOOD["video"]}, "no `actions`"),
     ({"video": GOOD["video"].astype(np.float32), "actions": GOOD["actions"]}, "must be uint8"),
     ({"video": GOOD["video"][..., 0], "actions": GOOD["actions"]}, "shape (T, H, W, 3)"),
-    ({"video": GOOD["video"], "actions": GOOD["actions"][:-1]}, "to match `video`"),
+    ({"video": GOOD["video"], "actions": GOOD["actions"][:-1]}, "11 actions for the 12 frames of `video`"),
+    ({"video": GOOD["video"], "actions": GOOD["actions"][:, None]}, "`actions` must have shape (T,)"),
     ({"video": GOOD["video"], "actions": GOOD["actions"] + 0.5}, "must be integers"),
     ({"video": GOOD["video"], "actions": GOOD["actions"] + 6}, "out of range"),
     ({"video": GOOD["video"], "actions": GOOD["actions"] - 7}, "negative action"),
@@ -96,11 +97,11 @@ def test_empty_or_missing_directories(tmp_path):
         formats.find_episodes(tmp_path, "train")
 
 
-def test_mp4_without_actions_file(tmp_path):
+def test_unreadable_mp4_without_actions_file(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "a.mp4").write_bytes(b"")
-    with pytest.raises(formats.EpisodeError, match="missing the sibling a.npz"):
-        formats.read_episode(tmp_path / "train" / "a.mp4")
+    with pytest.raises(formats.EpisodeError, match="a.mp4: cannot decode video"):
+        formats.read_episode(tmp_path / "train" / "a.mp4", num_actions=6)
 
 
 def test_episode_errors_are_user_errors():
