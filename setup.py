@@ -29,7 +29,13 @@ setup(
         "scipy>=1.11,<2",  # sqrtm for the Fréchet distance (eval/fvd.py)
         "matplotlib>=3.8,<4",  # benchmark plots (eval/plots.py, Agg backend)
     ],
-    # selenium drives Debian's chromium + chromium-driver in the play-mode browser test (skipped without them)
-    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "scikit-image>=0.22", "selenium>=4.20,<5"]},
+    extras_require={
+        # selenium drives Debian's chromium + chromium-driver in the play-mode browser test (skipped without them)
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "scikit-image>=0.22", "selenium>=4.20,<5"],
+        # accelerators: jax's own extras (the CUDA 12 plugin and its pip CUDA libraries; libtpu),
+        # in the same range as the jax pin above
+        "cuda12": ["jax[cuda12]>=0.6,<0.13"],
+        "tpu": ["jax[tpu]>=0.6,<0.13"],
+    },
     package_data={"teco_jax.play": ["page.html"]},
 )

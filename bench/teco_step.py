@@ -46,6 +46,56 @@ def matmul_flops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
+def step_config(spec: str, *, batch: int, seq_len: int | None = None, dtype: str | None = None, **model):
+    """The config file `spec` (path[:preset]) set up to time train steps: a random VQ-GAN,
+    one device, `batch` clips of `seq_len` frames (default: the config's), `dtype` (default:
+    the config's) and model.<key> = value for each keyword."""
+    from teco_jax import config_base, trainer
+
+    changes = {"model.vqgan_dir": "random", "data.batch_size": batch, "mesh.shape": (1, 1, 1)}
+    changes.update({f"model.{key}": value for key, value in model.items()})
+    if seq_len is not None:
+        changes["data.seq_len"] = seq_len
+    if dtype is not None:
+        changes["dtype"] = dtype
+    return trainer.config_replace(config_base.from_file(spec), **changes)
+
+
+def random_batch(tr, batch: int | None = None, seed: int = 0) -> tuple[dict, object]:
+    """`batch` clips (default: the config's batch size) of random int32 codes and actions
+    shaped by the Trainer's config, as global arrays on its mesh, and the step's device
+    constants. The step does not read the config's batch size, so one Trainer serves any."""
+    import numpy as np
+
+    from teco_jax import parallel
+
+    rng = np.random.default_rng(seed)
+    m, d = tr.config.model, tr.config.data
+    batch = batch or d.batch_size
+    local = {"codes": rng.integers(0, m.vq_vocab, (batch, d.seq_len) + tuple(m.vq_grid)).astype(np.int32),
+             "actions": rng.integers(0, m.num_actions, (batch, d.seq_len)).astype(np.int32)}
+    return parallel.global_batch(local, tr.mesh), tr.device_constants()
+
+
+def compile_step(tr, data: dict, constants) -> tuple[object, object, float]:
+    """A fresh train state and the Trainer's step compiled for it (`lower().compile()`), with
+    the seconds the compile took. Call it inside `jax.set_mesh(tr.mesh)`."""
+    state = tr.create_state()
+    t0 = time.perf_counter()
+    compiled = tr.step_fn(data, constants).lower(state, data, constants).compile()
+    return compiled, state, time.perf_counter() - t0
+
+
+def run_step(compiled, state, data: dict, constants) -> tuple[object, float]:
+    """One step (the old state is donated): the new state and the step's seconds."""
+    import jax
+
+    t = time.perf_counter()
+    state, metrics = compiled(state, data, constants)
+    jax.block_until_ready(metrics)
+    return state, time.perf_counter() - t
+
+
 def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, remat: bool, loss_chunk: int,
             convs: list[str]) -> list[dict]:
     """One row per convolution path; with several, each is compiled, then their steps alternate
@@ -53,24 +103,17 @@ def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, rema
     import jax
     import numpy as np
 
-    from teco_jax import config_base, parallel, trainer
+    from teco_jax import trainer
     from teco_jax.nn import conv
 
-    cfg = trainer.config_replace(config_base.from_file(f"configs/teco_dmlab.py:{preset}"), **{
-        "model.vqgan_dir": "random", "model.drop_loss_rate": rate, "model.remat": remat,
-        "model.loss_chunk": loss_chunk,
-        "data.seq_len": seq_len, "data.batch_size": batch, "mesh.shape": (1, 1, 1)})
+    cfg = step_config(f"configs/teco_dmlab.py:{preset}", batch=batch, seq_len=seq_len, drop_loss_rate=rate,
+                      remat=remat, loss_chunk=loss_chunk)
     peak = matmul_flops() if steps else float("nan")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tr = trainer.Trainer(cfg, tmp)
         plain = trainer.Trainer(trainer.config_replace(cfg, **{"model.loss_chunk": 0}), tmp) if loss_chunk else None
-        rng = np.random.default_rng(0)
-        m = cfg.model
-        local = {"codes": rng.integers(0, m.vq_vocab, (batch, seq_len) + tuple(m.vq_grid)).astype(np.int32),
-                 "actions": rng.integers(0, m.num_actions, (batch, seq_len)).astype(np.int32)}
-        data = parallel.global_batch(local, tr.mesh)
-        constants = tr.device_constants()
+        data, constants = random_batch(tr)
         states = []
         with jax.set_mesh(tr.mesh):
             conv.IMPL = "xla"  # the model's work: direct convolutions, no loss-chunk loop (XLA counts a body once)
@@ -80,19 +123,15 @@ def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, rema
             for impl in convs:
                 conv.IMPL = impl  # read when the step is traced: trace it anew
                 jax.clear_caches()
-                states.append(tr.create_state())
-                t0 = time.perf_counter()
-                compiled = tr.step_fn(data, constants).lower(states[-1], data, constants).compile()
-                compile_s = time.perf_counter() - t0
+                compiled, state, compile_s = compile_step(tr, data, constants)
+                states.append(state)
                 rows.append({"rate": rate, "conv": impl, "compiled": compiled, "compile_s": compile_s,
                              "flops": model_flops, "xla_temp_gib": compiled.memory_analysis().temp_size_in_bytes / 2**30,
                              "steps_s": []})
             for _ in range(steps):
                 for i, row in enumerate(rows):
-                    t = time.perf_counter()
-                    states[i], metrics = row["compiled"](states[i], data, constants)
-                    jax.block_until_ready(metrics)
-                    row["steps_s"].append(time.perf_counter() - t)
+                    states[i], seconds = run_step(row["compiled"], states[i], data, constants)
+                    row["steps_s"].append(seconds)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     for row in rows:
         del row["compiled"]
