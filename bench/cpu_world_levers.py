@@ -9,7 +9,7 @@ preset at a time, it renders the same episode seeds and prints:
   colours   distinct RGB colours per frame (mean)
   copy@k    PSNR of frame t-k against frame t (copy-last's quality k frames ahead: the bar a
             model must clear; low = the view changes a lot per step)
-  revisit   fraction of frames [T/2, T) revisiting a place of frames [0, T/2) (eval.revisit)
+  revisit   fraction of frames [T/2, T) revisiting a place of frames [0, T/2) (teco_jax.revisit)
   exact     fraction of frames [T/2, T) equal, pixel for pixel, to a frame of [0, T/2): what a
             model that remembers can copy
 """
@@ -24,12 +24,12 @@ from PIL import Image
 
 from data_gen.common import episode_seeds
 from data_gen.maze import PRESETS, generate
-from eval import metrics
-from eval.revisit import revisit_mask
+from teco_jax import metrics
+from teco_jax.revisit import revisit_mask
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean per-frame PSNR of uint8 frames, the benchmark's (capped at eval.metrics.PSNR_MAX_DB)."""
+    """Mean per-frame PSNR of uint8 frames, the benchmark's (capped at teco_jax.metrics.PSNR_MAX_DB)."""
     return float(np.mean(metrics.psnr(a.astype(np.float32), b.astype(np.float32), data_range=255.0)))
 
 

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_gen.maze import PRESETS, generate
-from eval.metrics import PSNR_MAX_DB
-from eval.revisit import memory_mask
 from teco_jax import pose_memory
+from teco_jax.metrics import PSNR_MAX_DB
+from teco_jax.revisit import memory_mask
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from data_gen.preview import contact_sheet_from_dir
+
 Batch = dict[str, np.ndarray]
 
 
@@ -171,7 +173,6 @@ def run(gen: Generator, config: Any, args: argparse.Namespace) -> dict[str, floa
     for k, v in means.items():
         print(f"{k}: {v:.4f}")
     if args.preview is not None:
-        from data_gen.preview import contact_sheet_from_dir
         contact_sheet_from_dir(out, args.preview)
         print(f"contact sheet: {args.preview}")
     return means

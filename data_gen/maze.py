@@ -43,7 +43,7 @@ import numpy as np
 
 from data_gen.common import Generator, add_common_flags, run
 from data_gen.textures import FLAT_FLOORS, FLAT_WALLS, flat_bank, texture_bank
-from eval.revisit import revisit_mask
+from teco_jax.revisit import revisit_mask
 
 ACTIONS = ("forward", "backward", "strafe_left", "strafe_right", "turn_left", "turn_right")
 FORWARD, BACKWARD, STRAFE_LEFT, STRAFE_RIGHT, TURN_LEFT, TURN_RIGHT = range(6)
@@ -630,7 +630,7 @@ def generate(seeds: np.ndarray, config: MazeConfig) -> dict[str, np.ndarray]:
 def revisit_fraction(pose: np.ndarray, split: int = REVISIT_SPLIT,
                      max_angle: float = REVISIT_MAX_ANGLE) -> np.ndarray:
     """Per episode: fraction of frames [split, T) whose cell was seen in frames [0, split) with a
-    heading within max_angle (radians) of one seen there (`eval.revisit.revisit_mask`).
+    heading within max_angle (radians) of one seen there (`teco_jax.revisit.revisit_mask`).
     pose (B, T, 3) -> (B,) float; nan if T <= split."""
     pose = np.asarray(pose, np.float64)
     if pose.shape[1] <= split:

@@ -35,7 +35,7 @@ from numba import njit, prange
 from data_gen import voxel_world as vw
 from data_gen.common import Generator, add_common_flags, run
 from data_gen.voxel_world import World
-from eval.revisit import memory_mask, revisit_mask, wrap_angle
+from teco_jax.revisit import memory_mask, revisit_mask, wrap_angle
 
 from data_gen.voxel_policy import (ACTIONS, FORWARD, FORWARD_JUMP, JUMP, NOOP, POLICIES, TURN_LEFT,  # noqa: F401
                                    TURN_RIGHT, RandomWalkPolicy, ReturnPolicy)
@@ -767,8 +767,8 @@ MEMORY_WINDOW = 16   # summarize(): the short window of the benchmark's memory f
 def summarize(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-episode statistics. revisit_fraction: the share of frames after the split (144, or the
     middle of shorter episodes) that stand in a column seen before it with a heading within 45
-    degrees (`eval.revisit.revisit_mask`); memory_fraction: those whose place only frames
-    before the split's last 16 showed (`eval.revisit.memory_mask`)."""
+    degrees (`teco_jax.revisit.revisit_mask`); memory_fraction: those whose place only frames
+    before the split's last 16 showed (`teco_jax.revisit.memory_mask`)."""
     pose = batch["pose"]
     t = pose.shape[1]
     split = REVISIT_SPLIT if t > REVISIT_SPLIT else t // 2

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from eval.revisit import wrap_angle
+from teco_jax.revisit import wrap_angle
 
 ACTIONS = ("noop", "forward", "turn_left", "turn_right", "jump", "forward_jump")
 NOOP, FORWARD, TURN_LEFT, TURN_RIGHT, JUMP, FORWARD_JUMP = range(len(ACTIONS))

@@ -10,7 +10,7 @@ dataset (`python -m teco_jax.data.build`):
 
 a. Action-conditioned rollouts: `context` ground-truth frames in, `predict` frames out,
    with the episodes' actions. PSNR, SSIM and LPIPS (AlexNet) per predicted frame
-   (`eval.metrics`); per video averaged over its predicted frames; reported as mean ± std
+   (`teco_jax.metrics`); per video averaged over its predicted frames; reported as mean ± std
    over groups of `group_size` videos (the mean of each group's videos; std with ddof 0)
    and as per-horizon curves (metric vs frame index, mean over videos, ± std over groups).
    A model whose window (its training length, data.seq_len) is shorter than `context` gets
@@ -18,10 +18,10 @@ a. Action-conditioned rollouts: `context` ground-truth frames in, `predict` fram
 b. Baselines in the same run, scored the same way: `copy_last` (every predicted frame is the
    last context frame) and `teco_short` (the same TECO given only the last `short_window`
    context frames, its window restricted to `short_window` frames, sliding).
-c. Revisit consistency: predicted frames split by `eval.revisit.revisit_mask` against the
+c. Revisit consistency: predicted frames split by `teco_jax.revisit.revisit_mask` against the
    whole context (the dataset's poses) into revisited and new places; every metric of every
    method on both (frames pooled per group; mean ± std over groups that have such frames).
-   A third set, "memory" (`eval.revisit.memory_mask`), holds the revisits of places that only
+   A third set, "memory" (`teco_jax.revisit.memory_mask`), holds the revisits of places that only
    the context frames before the short window showed: the long-range memory test.
 d. Unconditional rollouts: `uncond_context` frames in, `uncond_predict` out, with the null
    action (the episodes' actions if the model never saw the null action in training); with
@@ -39,7 +39,7 @@ The dataset preset (dmlab: 64x64 frames, minecraft: 128x128, cpu: 32x32 and 128-
 episodes; by default chosen from the VQ-GAN's resolution) sets the frame counts of spec §6,
 --protocol the number of videos and groups (paper: 1,024 in 4 groups of 256; small: 256 in
 4 groups of 64); explicit flags override them (`eval.protocol`). The pieces: `eval.protocol`,
-`eval.test_set`, `eval.methods` (what is compared), `eval.metrics`, `eval.stats`.
+`eval.test_set`, `eval.methods` (what is compared), `teco_jax.metrics`, `eval.stats`.
 
 Writes to --out:
     results.json              every number, the protocol, config, checkpoint, date, device
@@ -64,15 +64,21 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
+from eval import fvd as fvd_lib
+from eval import plots, report
 from eval.methods import (METHODS, DiffusionGenerator, TecoGenerator, TimedRollout, copy_last_frame,
                           unconditional_actions)
-from eval.metrics import frame_metrics
 from eval.protocol import (FVD_RELIABLE_VIDEOS, PRESETS, VIDEO_PROTOCOLS, Protocol, check_fvd_videos, check_protocol,
                            resolve_protocol, resolve_videos)
 from eval.stats import curve_stats, fvd_group_stats, group_stats, masked_stats
 from eval.test_set import TestSet, pad_batch
 from teco_jax import rollout as rollout_lib
+from teco_jax.errors import UserError
+from teco_jax.metrics import frame_metrics
+from teco_jax.revisit import memory_mask, revisit_mask
+from teco_jax.sample import check_model_actions, comparison, write_videos
 
 METRICS = ("psnr", "ssim", "lpips")
 
@@ -180,8 +186,6 @@ class Benchmark:
 
     def _keep_grids(self, kind: str, start: int, real: np.ndarray, fake: np.ndarray, context: int) -> None:
         """Keep (real, real context + generated) of the first --num_grids videos for the grid videos."""
-        from teco_jax.sample import comparison
-
         for j in range(len(fake)):
             if start + j < self.args.num_grids:
                 full = np.concatenate([real[j, :context], fake[j]])
@@ -249,20 +253,16 @@ class Benchmark:
         for kind, fake in fakes.items():
             self._keep_grids(kind, start, real[:n], fake[:n], c)
         if self.args.fvd:
-            from eval.fvd import i3d_features
-
             bar.set_description("FVD (I3D features)")
-            self.fvd_feats["real"].append(i3d_features(real[:n], batch_size=self.args.fvd_batch_size))
+            self.fvd_feats["real"].append(fvd_lib.i3d_features(real[:n], batch_size=self.args.fvd_batch_size))
             for kind, fake in fakes.items():
                 clip = np.concatenate([real[:n, :c], fake[:n]], axis=1)
-                self.fvd_feats[kind].append(i3d_features(clip, batch_size=self.args.fvd_batch_size))
+                self.fvd_feats[kind].append(fvd_lib.i3d_features(clip, batch_size=self.args.fvd_batch_size))
             bar.update((1 + len(fakes)) * n * (c + pr))
 
     # ------------------------------------------------------------- the run
     def run(self) -> dict:
-        from tqdm import tqdm
-
-        from teco_jax.data import tfds_io
+        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
         p, wm = self.p, self.wm
         if wm.config.model.use_actions:
@@ -306,7 +306,7 @@ class Benchmark:
         return self.results(time.perf_counter() - t0)
 
     def diffusion_notes(self) -> None:
-        from teco_jax.data import tfds_io
+        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
         p, d = self.p, self.dwm
         if d.config.model.use_actions:
@@ -328,8 +328,6 @@ class Benchmark:
     def revisit(self) -> dict:
         if self.pose is None:
             return {"available": False, "note": "the dataset has no poses"}
-        from eval.revisit import memory_mask, revisit_mask
-
         c, pr, g = self.p.context, self.p.predict, self.args.group_size
         mask = revisit_mask(self.pose[:, :c + pr], c)  # (N, predict)
         memory = memory_mask(self.pose[:, :c + pr], c, self.p.short_window)
@@ -395,7 +393,7 @@ class Benchmark:
 
     def diffusion_info(self, speed: dict) -> dict:
         """The diffusion baseline's checkpoint, protocol and its speed against TECO's."""
-        from teco_jax import world_model
+        from teco_jax import world_model  # deferred: keeps `import eval.benchmark` free of the model stack
 
         d, a = self.dwm, self.args
         step = a.diffusion_step if a.diffusion_step is not None else world_model.checkpoint_steps(a.diffusion)[-1]
@@ -409,8 +407,6 @@ class Benchmark:
 
 
 def write_grids(out: Path, grids: dict[str, list[np.ndarray]], fps: float) -> list[str]:
-    from teco_jax.sample import write_videos
-
     written = []
     for kind, rows in grids.items():
         for j, row in enumerate(rows):
@@ -420,15 +416,12 @@ def write_grids(out: Path, grids: dict[str, list[np.ndarray]], fps: float) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    from teco_jax.errors import UserError
-
     try:
         args = parse_args(argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    from teco_jax.sample import check_model_actions
-    from teco_jax.world_model import WorldModel
+    from teco_jax.world_model import WorldModel  # deferred: arguments are checked before the model stack loads
 
     try:
         for model_dir in (args.checkpoint, args.diffusion):  # from the configs, before loading any model
@@ -442,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"the dataset's frames are {data.frame_shape}, the VQ-GAN's {wm.frame_shape}")
         dwm = None
         if args.diffusion is not None:
-            from teco_jax.diffusion.world_model import DiffusionWorldModel
+            from teco_jax.diffusion.world_model import DiffusionWorldModel  # deferred: only with --diffusion
 
             dwm = DiffusionWorldModel.load(args.diffusion, step=args.diffusion_step)
             if dwm.frame_shape != data.frame_shape:
@@ -460,8 +453,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    from eval import plots, report
-
     results["files"] = {"plots": plots.write_all(results, args.out),
                         "videos": write_grids(args.out, bench.grids, args.fps)}
     (args.out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=True))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 METRICS = ("psnr", "ssim", "lpips")
 HEADERS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4}
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fvd": 1}
 PROTOCOL_KEYS = ("context", "predict", "uncond_context", "uncond_predict", "short_window", "num_videos",
                  "group_size")
 #: What makes two runs score the same frames of the same videos in the same groups.

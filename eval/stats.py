@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from eval.fvd import frechet_distance
+
 
 def group_stats(per_video_N: np.ndarray, group_size: int) -> dict:
     """{"mean", "std", "groups"}: the mean of each group of `group_size` consecutive videos,
@@ -39,8 +41,6 @@ def fvd_group_stats(real_NF: np.ndarray, fake_NF: np.ndarray, group_size: int) -
     """FVD per group of `group_size` consecutive videos (real group j against generated group j),
     as TECO reports it: {"mean", "std" (ddof 0; None for one group), "groups", "all_videos" (one
     FVD over all videos: lower, FVD falls as videos are added)}."""
-    from eval.fvd import frechet_distance
-
     n = len(real_NF)
     groups = [frechet_distance(real_NF[s:s + group_size], fake_NF[s:s + group_size]) for s in range(0, n, group_size)]
     g = np.array(groups, np.float64)

@@ -15,7 +15,7 @@ class TestSet:
     """
 
     def __init__(self, data_dir: Path, split: str, num: int, length: int):
-        from teco_jax.data import tfds_io
+        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
         meta, self.source = tfds_io.load_frame_split(data_dir, split)
         self.length, self.num = length, num

@@ -5,7 +5,7 @@ back to beside the earlier frame that showed the same place.
 
 Works on any generator's episodes (the npz needs `video` and `pose` [x, y, heading]). A frame
 t >= --split revisits when it stands in a column seen before --split with a heading within 45
-degrees (`eval.revisit`); the sheet shows --pairs of them, evenly spread, each beside the
+degrees (`teco_jax.revisit`); the sheet shows --pairs of them, evenly spread, each beside the
 earlier frame nearest to its pose.
 """
 
@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval.revisit import revisit_mask, wrap_angle  # noqa: E402
+from teco_jax.revisit import revisit_mask, wrap_angle  # noqa: E402
 
 
 def earlier_view(pose: np.ndarray, t: int, split: int, max_angle_deg: float = 45.0) -> int:

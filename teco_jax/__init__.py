@@ -1,8 +1,5 @@
-"""teco_jax: TECO world models for long video in JAX/Flax."""
+"""teco_jax: TECO world models for long video in JAX/Flax.
 
-import flax
-
-# Parameters carry logical sharding names as metadata only; they are placed on devices by
-# jitting the model's init with out_shardings (see teco_jax/parallel.py), so models can be
-# built anywhere, with or without a mesh.
-flax.config.update("flax_always_shard_variable", False)
+Importing the package itself loads nothing heavy, so light modules (`teco_jax.revisit`) serve
+the dataset generators without JAX; the models' flax settings live in `teco_jax.nn`.
+"""

@@ -1,4 +1,4 @@
-"""Parameter-only bundles: a trained TECO and its VQ-GAN in one small, self-contained directory.
+"""Export a parameter-only bundle: a trained TECO and its VQ-GAN in one small, self-contained directory.
 
     python -m teco_jax.bundle --teco runs/teco --out checkpoints/maze_smooth [--step N]
     wm = WorldModel.load("checkpoints/maze_smooth")     # needs nothing else: no workdir, no dataset
@@ -12,6 +12,8 @@ and names its VQ-GAN by path. A bundle keeps only what sampling needs:
 
 Parameters are stored as float32 msgpack (flax.serialization). The bundle is written to a
 temporary sibling directory and renamed when complete, so a half-written one never exists.
+The format itself (reading, writing, `is_bundle`) is teco_jax/bundle_format.py; this
+module is the export command, built on `WorldModel.load`.
 """
 
 from __future__ import annotations
@@ -22,116 +24,27 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
-import jax
 import ml_collections
-import numpy as np
-from flax import nnx, serialization
 
-from teco_jax.checkpoint import load_config
+from teco_jax import bundle_format
+from teco_jax.bundle_format import FILES
+from teco_jax.checkpoint import checkpoint_steps, load_config
+from teco_jax.compat import find_vqgan_dir
 from teco_jax.nn.util import count_params
-
-FILES = ("teco.json", "teco.msgpack", "vqgan.json", "vqgan.msgpack", "info.json")
-
-
-def is_bundle(path: Path | str) -> bool:
-    return (Path(path) / "teco.msgpack").is_file()
-
-
-def _params_bytes(module: nnx.Module) -> bytes:
-    pure = nnx.state(module, nnx.Param).to_pure_dict()
-    return serialization.msgpack_serialize(jax.tree.map(lambda x: np.asarray(x, np.float32), pure))
-
-
-def read_params(path: Path) -> dict:
-    """The parameters stored in `path` (a pure dict of arrays); ValueError naming the file if unreadable."""
-    try:
-        return serialization.msgpack_restore(path.read_bytes())
-    except Exception as e:  # msgpack raises several unrelated types on a corrupt file
-        raise ValueError(f"{path}: not a readable parameter file ({type(e).__name__}: {e})") from e
-
-
-def _load_params(module: nnx.Module, path: Path) -> None:
-    """Fill `module`'s parameters from `path`; ValueError naming the file if they do not fit."""
-    pure = read_params(path)
-    state = nnx.state(module, nnx.Param)
-    current = state.to_pure_dict()
-    if jax.tree.map(np.shape, current) != jax.tree.map(np.shape, pure):
-        raise ValueError(f"{path}: its parameters do not fit the model its config builds "
-                         f"(config and parameters from different runs?)")
-    state.replace_by_pure_dict(jax.tree.map(lambda s, x: np.asarray(x).astype(s.dtype), current, pure))
-    nnx.update(module, state)
-
-
-def build_teco(config: ml_collections.ConfigDict) -> nnx.Module:
-    from teco_jax import config_base
-    from teco_jax.models.teco import TECO
-
-    return TECO(config.model, rngs=nnx.Rngs(0), dtype=config_base.compute_dtype(config))
-
-
-def build_vqgan(config: ml_collections.ConfigDict) -> nnx.Module:
-    from teco_jax import config_base
-    from teco_jax.models.vqgan import VQGAN
-
-    return VQGAN(config.model, rngs=nnx.Rngs(0), dtype=config_base.compute_dtype(config))
-
-
-def _read_config(path: Path) -> ml_collections.ConfigDict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path.parent} is not a complete bundle: {path.name} is missing")
-    try:
-        return ml_collections.ConfigDict(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-
-
-class Bundle(NamedTuple):
-    teco: nnx.Module
-    config: ml_collections.ConfigDict  # TECO's
-    vqgan: nnx.Module
-    vq_config: ml_collections.ConfigDict
-    step: int | None  # the TECO training step it was exported from (info.json)
-
-
-def load_vqgan(path: Path | str) -> tuple[nnx.Module, ml_collections.ConfigDict]:
-    """The VQ-GAN of a bundle and its config (TECO's parameters are not read): a bundle can
-    stand in for a VQ-GAN workdir (encoding data, training a new TECO on its codes)."""
-    path = Path(path)
-    vq_config = _read_config(path / "vqgan.json")
-    vqgan = build_vqgan(vq_config)
-    _load_params(vqgan, path / "vqgan.msgpack")
-    return vqgan, vq_config
-
-
-def load(path: Path | str) -> Bundle:
-    """Both models of a bundle directory, their configs checked against each other first."""
-    from teco_jax.world_model import check_compatible
-
-    path = Path(path)
-    config, vq_config = _read_config(path / "teco.json"), _read_config(path / "vqgan.json")
-    check_compatible(config, vq_config, path / "teco.json", path / "vqgan.json")
-    teco, vqgan = build_teco(config), build_vqgan(vq_config)
-    _load_params(teco, path / "teco.msgpack")
-    _load_params(vqgan, path / "vqgan.msgpack")
-    info = path / "info.json"
-    step = json.loads(info.read_text()).get("teco_step") if info.is_file() else None
-    return Bundle(teco, config, vqgan, vq_config, step)
+from teco_jax.world_model import WorldModel
 
 
 def export(teco_dir: Path | str, out: Path | str, step: int | None = None,
            vqgan_dir: Path | str | None = None) -> dict:
     """Write the bundle of a TECO workdir (checkpoint `step`, default the latest) to `out`;
     returns its info.json contents. Refuses to overwrite an existing `out`."""
-    from teco_jax import world_model
-
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; remove it or choose another --out")
     teco_dir = Path(teco_dir)
-    vq_dir = Path(vqgan_dir) if vqgan_dir is not None else world_model.find_vqgan_dir(load_config(teco_dir))
-    wm = world_model.WorldModel.load(teco_dir, step=step, vqgan_dir=vq_dir)
+    vq_dir = Path(vqgan_dir) if vqgan_dir is not None else find_vqgan_dir(load_config(teco_dir))
+    wm = WorldModel.load(teco_dir, step=step, vqgan_dir=vq_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -139,13 +52,13 @@ def export(teco_dir: Path | str, out: Path | str, step: int | None = None,
     config.model.vqgan_dir = ""  # the bundle's own VQ-GAN is the one: no path outside it
     (tmp / "teco.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
     (tmp / "vqgan.json").write_text(wm.vq_config.to_json_best_effort(indent=2, sort_keys=True))
-    (tmp / "teco.msgpack").write_bytes(_params_bytes(wm.teco))
-    (tmp / "vqgan.msgpack").write_bytes(_params_bytes(wm.vqgan))
-    if is_bundle(vq_dir):  # a TECO trained on the codes of another bundle's VQ-GAN
+    (tmp / "teco.msgpack").write_bytes(bundle_format.params_bytes(wm.teco))
+    (tmp / "vqgan.msgpack").write_bytes(bundle_format.params_bytes(wm.vqgan))
+    if bundle_format.is_bundle(vq_dir):  # a TECO trained on the codes of another bundle's VQ-GAN
         vq_info = json.loads((vq_dir / "info.json").read_text()) if (vq_dir / "info.json").is_file() else {}
         vq_source, vq_step = vq_info.get("vqgan_workdir", str(vq_dir.resolve())), vq_info.get("vqgan_step")
     else:
-        vq_source, vq_step = str(vq_dir.resolve()), world_model.checkpoint_steps(vq_dir)[-1]
+        vq_source, vq_step = str(vq_dir.resolve()), checkpoint_steps(vq_dir)[-1]
     info = {"teco_workdir": str(teco_dir.resolve()), "teco_step": wm.step,
             "vqgan_workdir": vq_source, "vqgan_step": vq_step,
             "teco_params": count_params(wm.teco), "vqgan_params": count_params(wm.vqgan),

@@ -42,20 +42,7 @@ from tqdm import tqdm
 
 from teco_jax.data import formats, tfds_io
 from teco_jax.errors import UserError
-
-
-def load_vqgan(workdir: Path | str):
-    """The VQ-GAN of a training workdir (config.json + latest checkpoint), or of a bundle
-    directory (teco_jax.bundle, e.g. checkpoints/maze_smooth)."""
-    from teco_jax import bundle
-    from teco_jax.loading import load_model
-
-    if bundle.is_bundle(workdir):
-        return bundle.load_vqgan(workdir)
-    model, config = load_model(workdir)
-    if config.task != "vqgan":
-        raise ValueError(f"{workdir} holds a {config.task!r} run, not a VQ-GAN")
-    return model.vqgan, config
+from teco_jax.loading import load_vqgan
 
 
 @nnx.jit

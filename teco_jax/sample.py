@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from teco_jax import rollout as rollout_lib
+from teco_jax.errors import UserError
 
 GREEN = np.array([0, 200, 0], np.uint8)
 RED = np.array([220, 0, 0], np.uint8)
@@ -40,7 +41,7 @@ RED = np.array([220, 0, 0], np.uint8)
 def load_episodes(data_dir: Path | str, split: str, num: int, length: int):
     """(video uint8 (num, length, H, W, 3), actions int32 (num, length)) of the first `num`
     episodes of `split`, cut to their first `length` frames."""
-    from teco_jax.data import tfds_io
+    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
     meta, source = tfds_io.load_frame_split(data_dir, split)
     if num > len(source):
@@ -76,7 +77,7 @@ def read_model_config(checkpoint: Path | str):
 def check_model_actions(checkpoint: Path | str, data_dir: Path | str) -> None:
     """UserError, before the model is loaded, if the dataset's action set is not the checkpoint's
     (model.num_actions); models trained without actions take any dataset."""
-    from teco_jax.data import tfds_io
+    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
     config = read_model_config(checkpoint)
     if config is None or not config.model.get("use_actions", True):
@@ -156,9 +157,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from teco_jax.data import tfds_io
-    from teco_jax.errors import UserError
-    from teco_jax.world_model import WorldModel
+    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.world_model import WorldModel  # deferred: arguments are checked before the model stack loads
 
     try:
         if args.actions:

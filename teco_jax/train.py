@@ -39,7 +39,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "index of this process (m
 
 
 def dry_run(trainer) -> None:
-    from teco_jax.trainer import _fmt_bytes
+    from teco_jax.trainer import _fmt_bytes  # deferred: as in main()
 
     counts = trainer.task.describe(trainer.abstract_model)
     width = max(len(k) for k in counts)
@@ -58,7 +58,7 @@ def main(argv) -> int:
     if _COORDINATOR.value or _DISTRIBUTED.value:
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
-    from teco_jax.trainer import Trainer
+    from teco_jax.trainer import Trainer  # deferred: after jax.distributed.initialize(), before any JAX work
 
     config = _CONFIG.value
     if config is None:

@@ -385,9 +385,7 @@ class Trainer:
 def restore_model(workdir: Path | str, step: int | None = None) -> tuple[nnx.Module, ml_collections.ConfigDict]:
     """Rebuild a trained model from its workdir alone (config.json + the latest checkpoint).
     Parameters only: see teco_jax/loading.py."""
-    from teco_jax.loading import load_model
-
-    return load_model(workdir, step)
+    return loading.load_model(workdir, step)
 
 
 def config_replace(config: ml_collections.ConfigDict, **updates) -> ml_collections.ConfigDict:

@@ -28,11 +28,12 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from teco_jax import checkpoint
-from teco_jax.parallel import inference_mesh, replicate, shard_batch  # noqa: F401 - also this module's API
-from teco_jax.checkpoint import checkpoint_steps  # noqa: F401 - part of this module's API (bundle, benchmark)
+from teco_jax import bundle_format, checkpoint
 from teco_jax import rollout as rollout_lib
-from teco_jax.data import tfds_io
+from teco_jax.checkpoint import checkpoint_steps  # noqa: F401 - part of this module's API (benchmark)
+from teco_jax.compat import check_compatible, find_vqgan_dir
+from teco_jax.loading import load_model, load_vqgan
+from teco_jax.parallel import inference_mesh, replicate, shard_batch  # noqa: F401 - also this module's API
 
 # ----------------------------------------------------------------- locating the parts
 
@@ -49,53 +50,6 @@ def _check_workdir(workdir: Path, step: int | None, what: str) -> ml_collections
         raise FileNotFoundError(f"{what} directory {workdir} has no checkpoint of step {step}; "
                                 f"it has steps {steps}")
     return config
-
-
-def find_vqgan_dir(config: ml_collections.ConfigDict) -> Path:
-    """The VQ-GAN workdir of a TECO config: model.vqgan_dir, else the one its code dataset names."""
-    named = config.model.get("vqgan_dir", "")
-    if named == "random":
-        raise ValueError("this TECO was trained with a random VQ embedding table (model.vqgan_dir='random'): "
-                         "it has no VQ-GAN to decode frames with; pass vqgan_dir=")
-    if named:
-        return Path(named)
-    data_dir = config.data.get("dir", "")
-    if not data_dir:
-        raise ValueError("the TECO config names no VQ-GAN (model.vqgan_dir and data.dir are empty); "
-                         "pass vqgan_dir=")
-    try:
-        _, version_dir = tfds_io.find_dataset(data_dir)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"cannot find the VQ-GAN: the TECO config names none (model.vqgan_dir is "
-                                f"empty) and its code dataset data.dir={data_dir!r} is not readable from "
-                                f"{Path.cwd()} ({e}); pass vqgan_dir=") from e
-    vqgan = tfds_io.DatasetMeta.load(version_dir).vqgan
-    if not vqgan:
-        raise ValueError(f"the code dataset {data_dir} does not name its VQ-GAN; pass vqgan_dir=")
-    return Path(vqgan)
-
-
-def vqgan_grid(vq_config: ml_collections.ConfigDict) -> tuple[int, int]:
-    """(h, w) of the code grid a VQ-GAN config produces."""
-    m = vq_config.model
-    side = int(m.resolution) // 2 ** (len(m.channel_mult) - 1)
-    return side, side
-
-
-def check_compatible(teco_config: ml_collections.ConfigDict, vq_config: ml_collections.ConfigDict,
-                     teco_dir: Path | str = "TECO", vqgan_dir: Path | str = "VQ-GAN") -> None:
-    """ValueError naming every TECO field (vq_vocab, vq_embed_dim, vq_grid) its VQ-GAN contradicts."""
-    if vq_config.get("task") != "vqgan":
-        raise ValueError(f"{vqgan_dir} holds a {vq_config.get('task')!r} run, not a VQ-GAN")
-    m, v = teco_config.model, vq_config.model
-    pairs = [("vq_vocab", int(m.vq_vocab), "codebook_size", int(v.codebook_size)),
-             ("vq_embed_dim", int(m.vq_embed_dim), "latent_dim", int(v.latent_dim)),
-             ("vq_grid", tuple(int(x) for x in m.vq_grid), "code grid", vqgan_grid(vq_config))]
-    wrong = [f"model.{name}={mine} but the VQ-GAN's {their_name} is {theirs}"
-             for name, mine, their_name, theirs in pairs if mine != theirs]
-    if wrong:
-        raise ValueError(f"the TECO config of {teco_dir} does not match its VQ-GAN {vqgan_dir}: "
-                         + "; ".join(wrong))
 
 
 # ----------------------------------------------------------------- compiled pieces
@@ -178,27 +132,24 @@ class WorldModel(VideoModelFacts):
         `mesh`: parameters are replicated on it and batches split over its devices (default
         `inference_mesh()`: every local device)."""
         mesh = mesh if mesh is not None else inference_mesh()
-        from teco_jax import bundle
-        from teco_jax.loading import load_model
-
         teco_dir = Path(checkpoint_dir)
-        if bundle.is_bundle(teco_dir):
+        if bundle_format.is_bundle(teco_dir):
             if step is not None or vqgan_dir is not None:
                 raise ValueError(f"{teco_dir} is a bundle: it holds one step and its own VQ-GAN "
                                  "(step= and vqgan_dir= do not apply)")
-            b = bundle.load(teco_dir)
+            b = bundle_format.load(teco_dir)
             return cls._assemble(b.teco, b.vqgan, b.config, b.vq_config, b.step, mesh)
         config = _check_workdir(teco_dir, step, "checkpoint")
         if config.get("task") != "teco":
             raise ValueError(f"{teco_dir} holds a {config.get('task')!r} run, not a TECO")
         vq_dir = Path(vqgan_dir) if vqgan_dir is not None else find_vqgan_dir(config)
-        if bundle.is_bundle(vq_dir):  # trained on the codes of a bundle's VQ-GAN
-            vqgan, vq_config = bundle.load_vqgan(vq_dir)
+        if bundle_format.is_bundle(vq_dir):  # trained on the codes of a bundle's VQ-GAN
+            vqgan, vq_config = load_vqgan(vq_dir)
             check_compatible(config, vq_config, teco_dir, vq_dir)
         else:
             vq_config = _check_workdir(vq_dir, None, "VQ-GAN")
             check_compatible(config, vq_config, teco_dir, vq_dir)
-            vqgan = load_model(vq_dir, mesh=mesh, config=vq_config)[0].vqgan
+            vqgan, _ = load_vqgan(vq_dir, mesh=mesh, config=vq_config)
         teco, config = load_model(teco_dir, step, mesh=mesh, config=config)
         step = checkpoint_steps(teco_dir)[-1] if step is None else step
         return cls._assemble(teco, vqgan, config, vq_config, step, mesh)

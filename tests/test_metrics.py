@@ -1,4 +1,4 @@
-"""PSNR / SSIM / LPIPS of eval.metrics against independent references."""
+"""PSNR / SSIM / LPIPS of teco_jax.metrics against independent references."""
 
 import pickle
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from eval import metrics
+from teco_jax import metrics
 
 skimage = pytest.importorskip("skimage")
 skdata = pytest.importorskip("skimage.data")

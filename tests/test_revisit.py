@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.revisit import memory_mask, revisit_mask
+from teco_jax.revisit import memory_mask, revisit_mask
 
 
 def poses(*rows):

@@ -34,6 +34,8 @@ from flax import nnx
 
 from teco_jax.diffusion import sample as dsample
 from teco_jax.diffusion import schedule as sch
+from teco_jax.loading import load_model
+from teco_jax.tasks.diffusion import config_latent_stats, frozen_vqgan
 from teco_jax.world_model import VideoModelFacts, _check_workdir, _chunked
 
 
@@ -68,17 +70,14 @@ class DiffusionWorldModel(VideoModelFacts):
              vqgan_dir: Path | str | None = None) -> DiffusionWorldModel:
         """The denoiser from its training workdir (config.json + checkpoint `step`, default the latest)
         and the VQ-GAN it was trained with (config.model.vqgan_dir, or `vqgan_dir`)."""
-        from teco_jax.tasks.diffusion import config_latent_stats, load_vqgan
-        from teco_jax.loading import load_model
-
         workdir = Path(checkpoint_dir)
         config = _check_workdir(workdir, step, "checkpoint")
         if config.get("task") != "diffusion":
             raise ValueError(f"{workdir} holds a {config.get('task')!r} run, not the diffusion baseline")
         model, config = load_model(workdir, step, config=config)
         m = config.model
-        vqgan, vq_config = load_vqgan(str(vqgan_dir) if vqgan_dir is not None else m.vqgan_dir, m.latent_dim,
-                                      m.latent_grid)
+        vqgan, vq_config = frozen_vqgan(str(vqgan_dir) if vqgan_dir is not None else m.vqgan_dir, m.latent_dim,
+                                       m.latent_grid)
         mean, std = config_latent_stats(m)
         return cls(model=model, vqgan=vqgan, config=config, vq_config=vq_config, mean=mean, std=std,
                    alphas_bar=sch.from_config(m.diffusion))

@@ -32,7 +32,7 @@ from flax import nnx, struct
 
 from teco_jax.losses import cross_entropy_per_position
 from teco_jax.nn.layers import dense, layer_norm
-from teco_jax.nn.transformer import Transformer
+from teco_jax.nn.transformer import Transformer, transformer_param_count
 
 
 # ----------------------------------------------------------------- schedules (pure)
@@ -289,7 +289,6 @@ class MaskGIT(nnx.Module):
 def maskgit_param_count(vocab_size: int, grid: tuple[int, int], cond_dim: int, token_dim: int, width: int,
                         mlp_dim: int, num_layers: int) -> int:
     """Analytic parameter count of `MaskGIT`."""
-    from teco_jax.nn.transformer import transformer_param_count
     return ((vocab_size + 1) * token_dim + transformer_param_count(token_dim + cond_dim, width, mlp_dim, num_layers)
             + grid[0] * (width // 2) + grid[1] * (width - width // 2)
             + (width * token_dim + token_dim) + 2 * token_dim + vocab_size)

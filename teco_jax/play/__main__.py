@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from data_gen import maze
 from teco_jax.errors import UserError
 
 
 def maze_episodes(wm, count: int, seed: int, world: str = "smooth"):
     """`count` episodes of a CPU maze world (a maze preset), rendered now, with its action names."""
-    from data_gen import maze
-    from teco_jax.play.engine import Episode
+    from teco_jax.play.engine import Episode  # deferred: arguments are checked before the model stack loads
 
     config = maze.PRESETS[world]
     shape = (config.resolution, config.resolution, 3)
@@ -39,8 +39,8 @@ def maze_episodes(wm, count: int, seed: int, world: str = "smooth"):
 
 def dataset_episodes(wm, data: str, split: str, count: int):
     """The first `count` episodes of a raw-frame dataset's split, checked against the model."""
-    from teco_jax.data import tfds_io
-    from teco_jax.play.engine import Episode
+    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.play.engine import Episode  # deferred: arguments are checked before the model stack loads
 
     meta, source = tfds_io.load_frame_split(data, split)
     if tuple(meta.frame_shape) != tuple(wm.frame_shape):
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1 or args.context < 1:
         parser.error("--episodes and --context must be >= 1")
 
-    from teco_jax.play.engine import Engine, Session
+    from teco_jax.play.engine import Engine, Session  # deferred: arguments are checked before the model stack loads
     from teco_jax.play.server import PlayApp, serve
     from teco_jax.world_model import WorldModel
 

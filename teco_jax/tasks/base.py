@@ -7,6 +7,7 @@ everything else once for all tasks: optimizer, sharding, checkpoints, logging, r
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import jax
@@ -14,6 +15,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from teco_jax.errors import UserError
 from teco_jax.nn.util import count_params
 
 Metrics = dict[str, jax.Array]
@@ -69,10 +71,7 @@ class Task(abc.ABC):
 def data_meta(config: ml_collections.ConfigDict):
     """The `tfds_io.DatasetMeta` of config.data.dir, or a one-line UserError when it is empty,
     missing or not a dataset. Reads teco_meta.json only."""
-    from pathlib import Path
-
-    from teco_jax.data import tfds_io
-    from teco_jax.errors import UserError
+    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
     data_dir = config.data.dir
     if not data_dir:
@@ -90,8 +89,6 @@ def check_frame_feature(config: ml_collections.ConfigDict, data_meta: Any, expec
                         fix: str) -> None:
     """For `preflight`: the dataset holds `expected` ("video" frames or VQ-GAN "codes"), else a
     one-line error naming config.data.dir, what `trainer` trains on, and `fix`."""
-    from teco_jax.errors import UserError
-
     what = {"video": "raw frames", "codes": "VQ-GAN codes"}
     if data_meta.frame_feature != expected:
         raise UserError(f"config.data.dir={config.data.dir} holds {what.get(data_meta.frame_feature, '?')}, but "

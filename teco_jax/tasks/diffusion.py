@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -30,7 +31,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from teco_jax import config_base, parallel
+from teco_jax import checkpoint, config_base, parallel
 from teco_jax import logging as tlog
 from teco_jax.diffusion import sample as dsample
 from teco_jax.diffusion import schedule as sch
@@ -41,6 +42,8 @@ from teco_jax.models.video_unet import (
     VideoDenoiser,
 )
 from teco_jax.errors import UserError
+from teco_jax.loading import load_vqgan
+from teco_jax.models.vqgan import VQGAN
 from teco_jax.nn.util import count_params
 from teco_jax.tasks import base
 from teco_jax.tasks.teco import action_dropout
@@ -59,18 +62,16 @@ def random_vqgan_config(latent_dim: int, resolution: int) -> ml_collections.Conf
     return c
 
 
-def load_vqgan(vqgan_dir: str, latent_dim: int, latent_grid) -> tuple[nnx.Module, ml_collections.ConfigDict]:
-    """The frozen VQ-GAN (its `vqgan` module) and its config; 'random' builds an untrained one."""
+def frozen_vqgan(vqgan_dir: str, latent_dim: int, latent_grid) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+    """The baseline's frozen VQ-GAN (its `vqgan` module) and its config, loaded with
+    `teco_jax.loading.load_vqgan` and checked against model.latent_dim; 'random' builds an
+    untrained one."""
     if vqgan_dir == "random":
-        from teco_jax.models.vqgan import VQGAN
-
         cfg = random_vqgan_config(latent_dim, 4 * int(latent_grid[0]))
         return VQGAN(cfg.model, rngs=nnx.Rngs(0)), cfg
     if not vqgan_dir:
         raise ValueError("the diffusion baseline needs its VQ-GAN: set config.model.vqgan_dir")
-    from teco_jax.encode import load_vqgan as load
-
-    vqgan, cfg = load(vqgan_dir)
+    vqgan, cfg = load_vqgan(vqgan_dir)
     if int(cfg.model.latent_dim) != int(latent_dim):
         raise ValueError(f"the VQ-GAN at {vqgan_dir} has latent_dim={cfg.model.latent_dim}, but "
                          f"config.model.latent_dim={latent_dim}")
@@ -157,10 +158,10 @@ class DiffusionTask(base.Task):
     @functools.cached_property
     def _vqgan(self) -> tuple[nnx.Module, ml_collections.ConfigDict]:
         m = self.config.model
-        return load_vqgan(m.vqgan_dir, m.latent_dim, m.latent_grid)
+        return frozen_vqgan(m.vqgan_dir, m.latent_dim, m.latent_grid)
 
     def compute_latent_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        from teco_jax.data import pipeline
+        from teco_jax.data import pipeline  # deferred: tensorflow_datasets and grain take seconds to import
 
         d = self.config.data
         ds, _ = pipeline.make_dataset(d.dir, "train", seq_len=d.seq_len, batch_size=max(1, min(d.batch_size, 8)),
@@ -189,7 +190,7 @@ class DiffusionTask(base.Task):
         """The raw-frame dataset and the VQ-GAN against config.model: frames, frame size, latents, actions."""
         if data_meta is None:
             return
-        from teco_jax.data import tfds_io
+        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
         m, where = self.config.model, self.config.data.dir
         base.check_frame_feature(self.config, data_meta, "video", "the diffusion baseline",
@@ -211,10 +212,6 @@ class DiffusionTask(base.Task):
 
     def _preflight_vqgan(self) -> tuple[int, tuple[int, int], int]:
         """(frame side, latent grid, latent_dim) of config.model.vqgan_dir, read from its config.json alone."""
-        from pathlib import Path
-
-        from teco_jax import checkpoint
-
         m = self.config.model
         if m.vqgan_dir == "random":  # random_vqgan_config: 4x down-sampling, the config's latents
             grid = tuple(int(x) for x in m.latent_grid)

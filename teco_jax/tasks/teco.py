@@ -21,7 +21,9 @@ import numpy as np
 from flax import nnx
 
 from teco_jax import config_base, losses, pose_memory
+from teco_jax.compat import vqgan_dir_of
 from teco_jax.errors import UserError
+from teco_jax.loading import load_vqgan
 from teco_jax.models.maskgit import mask_tokens
 from teco_jax.models.teco import TECO
 from teco_jax.nn.util import count_params
@@ -96,8 +98,6 @@ def take_frames(x_BT: jax.Array, idx_Bn: jax.Array) -> jax.Array:
 
 def vq_embedding_table(vqgan_dir: str | Path) -> np.ndarray:
     """The VQ-GAN's embedding of every code, (V, E): what TECO's encoder reads for each code."""
-    from teco_jax.encode import load_vqgan
-
     vqgan, vq_config = load_vqgan(vqgan_dir)
     codes = jnp.arange(vq_config.model.codebook_size, dtype=jnp.int32)
     return np.asarray(vqgan.codebook.lookup(codes), np.float32)
@@ -118,7 +118,7 @@ class TECOTask(base.Task):
         """config.model.memory.motion = "fit": fit each action's motion on the training clips'
         poses (pose_memory.Motion.fit) and write it into the config, which the run stores.
         Without a dataset (a dry run) it stays "fit", and the model refuses to run."""
-        from teco_jax.data import tfds_io
+        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
         where = self.config.data.get("dir", "")
         if not where or where == "random" or not Path(where).exists():
@@ -151,7 +151,7 @@ class TECOTask(base.Task):
                 raise UserError(f"config.model.{key}={rate!r}: it is a probability, between 0 and 1")
         if data_meta is None:
             return
-        from teco_jax.data import tfds_io
+        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
 
         m, where = self.config.model, self.config.data.dir
         base.check_frame_feature(self.config, data_meta, "codes", "TECO", f"encode them first (python -m "
@@ -183,15 +183,8 @@ class TECOTask(base.Task):
 
     # ------------------------------------------------------------ constants
     def vqgan_dir(self) -> str:
-        """The VQ-GAN: config.model.vqgan_dir, else the one named by the code dataset."""
-        if self.config.model.vqgan_dir:
-            return self.config.model.vqgan_dir
-        from teco_jax.data import tfds_io
-
-        if self.config.data.dir:
-            _, version_dir = tfds_io.find_dataset(self.config.data.dir)
-            return tfds_io.DatasetMeta.load(version_dir).vqgan
-        return ""
+        """The VQ-GAN: config.model.vqgan_dir, else the one named by the code dataset ('' if none)."""
+        return vqgan_dir_of(self.config)
 
     @functools.cached_property
     def vq_embeddings(self) -> np.ndarray:

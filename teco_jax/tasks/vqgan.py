@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from eval import metrics as image_metrics
 from teco_jax import config_base, losses, parallel
+from teco_jax import metrics as image_metrics
 from teco_jax import logging as tlog
 from teco_jax.models.discriminator import PatchDiscriminator
 from teco_jax.models.lpips import LPIPS

@@ -13,7 +13,7 @@ from data_gen import voxel
 from data_gen import voxel_world as vw
 from data_gen.voxel import (ACTIONS, FORWARD, FORWARD_JUMP, JUMP, NOOP, TURN_LEFT, TURN_RIGHT, AgentState,
                             VoxelConfig, generate, render_frames, simulate, step_agent, summarize)
-from eval.revisit import memory_mask, revisit_mask, wrap_angle
+from teco_jax.revisit import memory_mask, revisit_mask, wrap_angle
 
 SMALL = VoxelConfig(resolution=16, episode_length=24)
 

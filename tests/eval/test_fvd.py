@@ -263,7 +263,8 @@ def test_weights_load_and_run_without_network(tmp_path):
             pass
 
         import numpy as np
-        from eval import fvd, metrics
+        from eval import fvd
+        from teco_jax import metrics
 
         x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
         d = np.asarray(metrics.lpips(x, x[::-1], net="alexnet"))
