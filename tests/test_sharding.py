@@ -18,6 +18,10 @@ from the real pipeline):
   memory        paper-size TECO (dry run, abstract shapes only): per-device parameter and
                 optimizer bytes on (1,8,1) vs one device
   bfloat16      compute in bfloat16: finite loss close to float32, float32 params/opt state
+
+These take minutes on a 2-core CPU and are marked slow (`-m slow`). One quick case runs in
+the default tier: the tiny TECO on mesh (data, fsdp, model) = (2, 2, 2), data x FSDP x tensor
+parallelism at once, against one device for 2 steps (`python -m tests.test_sharding quick DIR`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # two 8-device subprocesses, minutes on a 2-core CPU: run with -m slow
 ROOT = Path(__file__).resolve().parents[1]
 MESHES = {"8x1x1": (8, 1, 1), "1x4x2": (1, 4, 2)}  # pure data parallelism; FSDP x tensor parallelism
 STEPS = 3
@@ -156,6 +159,26 @@ def _memory(tmp: Path) -> dict:
     return out
 
 
+def quick_worker(tmp: Path) -> dict:
+    """The tiny TECO's first 2 steps on mesh (2, 2, 2) and on one device, from the same state."""
+    import jax
+
+    from teco_jax import trainer
+
+    assert jax.device_count() == 8, jax.devices()
+    data_dir = _write_data(tmp, "teco")
+    one = trainer.Trainer(_teco_config(data_dir, (1, 1, 1)), tmp / "unused", devices=jax.devices()[:1])
+    state0 = one.create_state()  # a host copy (steps donate their input state); the PRNG key as raw data
+    initial = jax.device_get(state0.replace(key=jax.random.key_data(state0.key)))
+    mesh = trainer.Trainer(_teco_config(data_dir, (2, 2, 2)), tmp / "mesh")
+    out = {}
+    for name, t in (("one_device", one), ("2x2x2", mesh)):
+        state = jax.device_put(initial, t.state_shardings.replace(key=t.state_shardings.key))
+        state = state.replace(key=jax.random.wrap_key_data(state.key))
+        out[name] = [{k: r[k] for k in ("loss", "grad_norm")} for r in _run_steps(t, 2, state=state)[0]]
+    return out
+
+
 def worker(tmp: Path, model: str) -> dict:
     """The scenarios of one model ("teco" also does resharding, "vqgan" the memory check)."""
     import jax
@@ -253,13 +276,30 @@ def worker(tmp: Path, model: str) -> dict:
 
 
 # ------------------------------------------------------------------------------ the tests
+def _subprocess_env() -> dict:
+    return {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip(),
+            "JAX_PLATFORMS": "cpu"}
+
+
+def test_data_fsdp_tensor_mesh_matches_one_device_quick(tmp_path):
+    """The default tier's sharding check: data x FSDP x tensor parallelism on 8 CPU devices gives
+    one device's loss and gradient norm (2 steps of the tiny TECO, one subprocess)."""
+    proc = subprocess.run([sys.executable, "-m", "tests.test_sharding", "quick", str(tmp_path)], cwd=ROOT,
+                          env=_subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    runs = json.loads((tmp_path / "results.json").read_text())
+    assert len(runs["one_device"]) == 2 and runs["one_device"][0]["loss"] != runs["one_device"][1]["loss"]
+    for step, (got, want) in enumerate(zip(runs["2x2x2"], runs["one_device"])):
+        for key in ("loss", "grad_norm"):
+            assert _rel(got[key], want[key]) <= RTOL, (step, key, got[key], want[key])
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict[str, dict]:
     """Both workers' results, {"teco": {...}, "vqgan": {...}}. They run concurrently (XLA
     compiles on one thread, so two workers use both cores of a 2-core CI machine)."""
     tmp = tmp_path_factory.mktemp("sharding")
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip(),
-           "JAX_PLATFORMS": "cpu"}
+    env = _subprocess_env()
     procs = {m: subprocess.Popen([sys.executable, "-m", "tests.test_sharding", m, str(tmp / m)], cwd=ROOT, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for m in ("teco", "vqgan")}
@@ -291,6 +331,7 @@ def _rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+@pytest.mark.slow  # the 8-device workers take minutes on a 2-core CPU
 @pytest.mark.parametrize("model", ["teco", "vqgan"])
 def test_meshes_match_one_device(results, model):
     runs = _check(results, model, "equivalence")
@@ -302,6 +343,7 @@ def test_meshes_match_one_device(results, model):
                 assert _rel(got[key], want[key]) <= RTOL, (name, step, key, got[key], want[key])
 
 
+@pytest.mark.slow  # the 8-device workers take minutes on a 2-core CPU
 def test_parameter_shardings_follow_the_rules(results):
     rep = _check(results, "teco", "shardings")
     declared, actual, shapes = rep["declared"], rep["actual"], rep["shapes"]
@@ -326,6 +368,7 @@ def test_parameter_shardings_follow_the_rules(results):
     assert len(convs) > 5, "VQ-GAN conv kernels should be split over (fsdp, model)"
 
 
+@pytest.mark.slow  # the 8-device workers take minutes on a 2-core CPU
 def test_checkpoint_restores_onto_another_mesh(results):
     res = _check(results, "teco", "resharding")
     continued = _check(results, "teco", "equivalence")["8x1x1"][2]["loss"]
@@ -333,6 +376,7 @@ def test_checkpoint_restores_onto_another_mesh(results):
     assert _rel(res["step3_on_1x4x2"], continued) <= RTOL, (res, continued)
 
 
+@pytest.mark.slow  # the 8-device workers take minutes on a 2-core CPU
 def test_dry_run_memory_is_split_over_fsdp(results):
     mem = _check(results, "vqgan", "memory")
     one, eight = mem["one_device"], mem["1x8x1"]
@@ -343,6 +387,7 @@ def test_dry_run_memory_is_split_over_fsdp(results):
         assert 1 / 8 <= ratio <= 1 / 7, (key, ratio)
 
 
+@pytest.mark.slow  # the 8-device workers take minutes on a 2-core CPU
 @pytest.mark.parametrize("model", ["teco", "vqgan"])
 def test_bfloat16_compute_keeps_float32_state(results, model):
     got = _check(results, model, "bfloat16")
@@ -353,12 +398,12 @@ def test_bfloat16_compute_keeps_float32_state(results, model):
     assert got["grad_norm"] == pytest.approx(f32["grad_norm"], rel=0.1), (got, f32)
 
 
-if __name__ == "__main__":  # python -m tests.test_sharding {teco|vqgan} DIR  (sets XLA_FLAGS itself)
+if __name__ == "__main__":  # python -m tests.test_sharding {teco|vqgan|quick} DIR  (sets XLA_FLAGS itself)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_FLAGS}".strip()
     directory = Path(sys.argv[2])
     directory.mkdir(parents=True, exist_ok=True)
-    res = worker(directory, sys.argv[1])
+    res = quick_worker(directory) if sys.argv[1] == "quick" else worker(directory, sys.argv[1])
     (directory / "results.json").write_text(json.dumps(res, indent=1))
-    print(json.dumps({"errors": list(res["errors"]), "seconds": res["seconds"]}))
+    print(json.dumps(res if sys.argv[1] == "quick" else {"errors": list(res["errors"]), "seconds": res["seconds"]}))
