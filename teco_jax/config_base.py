@@ -8,6 +8,8 @@ trains on a 2-core CPU in minutes) and returns the config locked, so a misspelt 
 
 from __future__ import annotations
 
+import pathlib
+
 import ml_collections
 
 from teco_jax import parallel
@@ -75,7 +77,6 @@ def compute_dtype(config: ml_collections.ConfigDict):
 def load_sibling(this_file: str, name: str):
     """Import another config file from the same directory (config files are loaded by path)."""
     import importlib.util
-    import pathlib
 
     path = pathlib.Path(this_file).with_name(f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"teco_jax_configs.{name}", path)
@@ -87,7 +88,6 @@ def load_sibling(this_file: str, name: str):
 def from_file(spec: str) -> ml_collections.ConfigDict:
     """Load `path/to/config.py[:preset]` the way the --config flag does (relative paths are
     looked up from the working directory, then from the repository root)."""
-    import pathlib
 
     path, _, preset = spec.partition(":")
     file = pathlib.Path(path)
@@ -114,6 +114,15 @@ def _config_spec(argv: list[str]) -> str | None:
     return None
 
 
+def saved_config_argv(argv: list[str]) -> list[str]:
+    """argv with `--config RUN/config.json` (a saved run's config) read through configs/saved.py."""
+    spec = _config_spec(argv[1:])
+    if spec is None or not spec.endswith(".json"):
+        return argv
+    saved = f"{pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'saved.py'}:{spec}"
+    return [saved if a == spec else f"--config={saved}" if a == f"--config={spec}" else a for a in argv]
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parser for `app.run(main, flags_parser=parse_flags)`: like absl's own, but a
     missing config file, an unknown preset (`:tinyy`) or an override of a key the config does
@@ -122,6 +131,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
     from absl import app
 
+    argv = saved_config_argv(argv)
     spec = _config_spec(argv[1:])
     if spec is not None:
         try:

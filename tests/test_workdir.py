@@ -188,6 +188,26 @@ def test_cli_bad_config_spec_is_one_line(spec, message):
     assert out.stderr.strip().count("\n") == 0 and message in out.stderr, out.stderr
 
 
+def test_cli_accepts_a_saved_config_json(tmp_path):
+    """`--config WORKDIR/config.json` runs with a run's saved settings (configs/saved.py); a
+    missing one is a one-line error."""
+    from teco_jax import checkpoint, config_base
+
+    config = config_base.from_file("configs/teco_dmlab.py:tiny")
+    with config.unlocked():
+        config.model.vqgan_dir = "random"
+    checkpoint.save_config(tmp_path / "run", config)
+    assert config_base.from_file(f"configs/saved.py:{tmp_path / 'run'}").to_dict() == \
+        config_base.from_file(f"configs/saved.py:{tmp_path / 'run' / 'config.json'}").to_dict()
+    out = subprocess.run([sys.executable, "-m", "teco_jax.train", "--config", str(tmp_path / "run" / "config.json"),
+                          "--dry_run"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "total (excluding the VQ-GAN)" in out.stdout, out.stderr
+    out = subprocess.run([sys.executable, "-m", "teco_jax.train", "--config", str(tmp_path / "nope.json"), "--dry_run"],
+                         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "nope.json: no such file" in out.stderr, out.stderr
+
+
 def test_cli_missing_data_dir_is_one_line(tfds_dir, tmp_path):
     out = subprocess.run([sys.executable, "-m", "teco_jax.train", f"--config=tests/toy_task.py:{tfds_dir}",
                           f"--workdir={tmp_path / 'run'}", f"--config.data.dir={tmp_path / 'nowhere'}"], cwd=REPO,
