@@ -10,6 +10,9 @@ pixel column marched cell by cell through the grid, fish-eye corrected wall
 distances, textured walls, and per-pixel floor/ceiling casting with distance
 shading. All rendering is vectorized numpy.
 
+One module (about 740 lines) because layout, walk, renderer and CLI share the maze's cell
+conventions and its MazeConfig; each is a section below, in that order.
+
 Geometry. Positions are in cell units: cell (i, j) spans [i, i+1) x [j, j+1),
 x along the first index, y along the second. The heading theta (radians) looks
 along (cos theta, sin theta); turning left increases theta. Walls are thin

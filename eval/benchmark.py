@@ -39,7 +39,9 @@ The dataset preset (dmlab: 64x64 frames, minecraft: 128x128, cpu: 32x32 and 128-
 episodes; by default chosen from the VQ-GAN's resolution) sets the frame counts of spec §6,
 --protocol the number of videos and groups (paper: 1,024 in 4 groups of 256; small: 256 in
 4 groups of 64); explicit flags override them (`eval.protocol`). The pieces: `eval.protocol`,
-`eval.test_set`, `eval.methods` (what is compared), `teco_jax.metrics`, `eval.stats`.
+`eval.test_set`, `eval.methods` (what is compared), `teco_jax.metrics`, `eval.stats`; this
+module (about 470 lines) keeps the run itself: one `Benchmark` object that rolls out every
+method batch by batch, scores it and writes the results, and the CLI.
 
 Writes to --out:
     results.json              every number, the protocol, config, checkpoint, date, device

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from data_gen import voxel
+from data_gen import voxel_render
 from data_gen import voxel_world as vw
 from data_gen.voxel import (ACTIONS, FORWARD, FORWARD_JUMP, JUMP, NOOP, TURN_LEFT, TURN_RIGHT, AgentState,
                             VoxelConfig, generate, render_frames, simulate, step_agent, summarize)
@@ -278,8 +279,8 @@ def test_tile_skipping_changes_nothing(monkeypatch):
     eye = [[s.x, s.y, s.z + cfg.eye_height] for s in states[::4]]
     yaw = [s.yaw for s in states[::4]]
     fast, fast_counts = render_frames(world, eye, yaw, math.radians(cfg.pitch_deg), cfg)
-    monkeypatch.setattr(voxel, "tile_max", lambda colmax: np.full(
-        (colmax.shape[0] // voxel._TILE, colmax.shape[1] // voxel._TILE), 10 ** 6, np.int32))
+    monkeypatch.setattr(voxel_render, "tile_max", lambda colmax: np.full(
+        (colmax.shape[0] // voxel_render._TILE, colmax.shape[1] // voxel_render._TILE), 10 ** 6, np.int32))
     slow, slow_counts = render_frames(world, eye, yaw, math.radians(cfg.pitch_deg), cfg)
     np.testing.assert_array_equal(fast, slow)
     np.testing.assert_array_equal(fast_counts, slow_counts)
