@@ -200,6 +200,7 @@ class Parts:
     def finish(self, index: int, source: str, splits: list[str]) -> None:
         """Mark this process's share as complete (written to a temporary name, then renamed)."""
         marker = self.marker(index)
+        marker.parent.mkdir(parents=True, exist_ok=True)  # a process without episodes may come first
         tmp = marker.with_name(marker.name + f".tmp{os.getpid()}")
         tmp.write_text(json.dumps({"process_count": self.count, "source": source, "splits": splits}))
         os.replace(tmp, marker)

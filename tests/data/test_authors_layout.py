@@ -203,14 +203,24 @@ def test_encode_processes_running_at_once_and_an_empty_share(tmp_path, fake_vqga
     for i in range(2):
         write_npz(tmp_path / "src" / "train" / f"ep_{i}.npz", seed=i)
     monkeypatch.setattr(encode.Parts, "POLL_S", 0.05)
+    monkeypatch.setattr(encode.Parts, "WAIT_S", 120)  # a share that dies fails the test instead of hanging it
     args = (tmp_path / "vqgan", tmp_path / "src", tmp_path / "out")
-    others = [threading.Thread(target=encode.encode_dataset, args=args, kwargs={"process_index": i, "process_count": 3})
-              for i in (1, 2)]  # process 2 has no episode: it writes only its marker
+    errors = []
+
+    def share(i):
+        try:
+            encode.encode_dataset(*args, process_index=i, process_count=3)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append((i, e))
+
+    # process 2 has no episode and writes only its marker, possibly before anything else exists
+    others = [threading.Thread(target=share, args=(i,)) for i in (2, 1)]
     for thread in others:
         thread.start()
     merged = encode.encode_dataset(*args, process_index=0, process_count=3)  # waits for the others as needed
     for thread in others:
         thread.join()
+    assert not errors, errors
     _, counts, episodes = _by_id(tmp_path / "out")
     assert merged.num_examples == {"train": 2} and counts == {"train": Counter(["ep_0.npz", "ep_1.npz"])}
     np.testing.assert_array_equal(episodes["train", "ep_1.npz"]["codes"],
