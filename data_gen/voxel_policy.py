@@ -99,7 +99,7 @@ class ReturnPolicy:
         self.tolerance = tolerance
         self.plan: list[int] = []  # actions queued while exploring or stepping aside
         if rng.random() < sweep_prob:
-            self.plan = [TURN_LEFT if rng.random() < 0.5 else TURN_RIGHT] * round(2 * math.pi / self.turn)
+            self.plan = [self._random_side()] * round(2 * math.pi / self.turn)
         self.poses: list[tuple[float, float, float]] = []  # poses[t]: where action t was taken
         self.actions: list[int] = []  # actions[t] took poses[t] to poses[t + 1]
         self.mode = "explore"
@@ -109,6 +109,9 @@ class ReturnPolicy:
         self.walk_steps = 0
 
     # ------------------------------------------------------------------ helpers
+    def _random_side(self) -> int:
+        return TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT
+
     def _turn_towards(self, yaw: float, heading: float) -> int | None:
         """A turn action towards `heading`, or None when within half a turn of it."""
         err = float(wrap_angle(heading - yaw))
@@ -124,13 +127,13 @@ class ReturnPolicy:
                 self.plan = [FORWARD_JUMP] * 3
             else:
                 self.jumped = False
-                self.plan = [TURN_LEFT if rng.random() < 0.5 else TURN_RIGHT] * self.turn_hold
+                self.plan = [self._random_side()] * self.turn_hold
         if not self.plan:
             u = rng.random()
             if u < 0.55:
                 self.plan = [FORWARD] * int(rng.integers(1, self.max_run + 1))
             elif u < 0.9:
-                self.plan = [TURN_LEFT if rng.random() < 0.5 else TURN_RIGHT] * self.turn_hold
+                self.plan = [self._random_side()] * self.turn_hold
             elif u < 0.95:
                 self.plan = [NOOP] * int(rng.integers(1, 5))
             else:
@@ -164,7 +167,7 @@ class ReturnPolicy:
                 self.plan = [FORWARD_JUMP] * 2
             else:  # step aside: a quarter turn, a few steps, then head for the target again
                 self.jumped = False
-                side = TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT
+                side = self._random_side()
                 self.plan = [side] * round(math.pi / 2 / self.turn) + [FORWARD] * int(self.rng.integers(3, 9))
         if self.plan:
             return self.plan.pop(0)
