@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from teco_jax.data import pipeline, tfds_io
+from teco_jax.data import pipeline, tfds_write
 
 
 def synthetic_episodes(n, length, size, seed=0):
@@ -38,8 +38,8 @@ def main():
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        tfds_io.write_dataset(tmp, "bench", {"train": synthetic_episodes(args.episodes, args.length, args.size)},
-                              num_actions=6)
+        tfds_write.write_dataset(tmp, "bench", {"train": synthetic_episodes(args.episodes, args.length, args.size)},
+                                 num_actions=6)
         mb = args.episodes * args.length * args.size ** 2 * 3 / 2 ** 20
         print(f"wrote {args.episodes} episodes ({mb:.0f} MiB) in {time.perf_counter() - t:.1f}s")
         batch_mb = args.batch * args.seq_len * args.size ** 2 * 3 / 2 ** 20

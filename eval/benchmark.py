@@ -264,12 +264,12 @@ class Benchmark:
 
     # ------------------------------------------------------------- the run
     def run(self) -> dict:
-        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+        from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
 
         p, wm = self.p, self.wm
         if wm.config.model.use_actions:
-            tfds_io.check_action_values(self.actions[:, :p.length], wm.num_actions,
-                                        f"model.num_actions of {self.args.checkpoint}", self.args.data)
+            tfds_meta.check_action_values(self.actions[:, :p.length], wm.num_actions,
+                                          f"model.num_actions of {self.args.checkpoint}", self.args.data)
         if p.context > wm.window:
             self.note(f"--context {p.context} is more than the model's window of {wm.window} frames "
                       f"(data.seq_len): TECO is given only the last {wm.window} context frames. All "
@@ -308,12 +308,12 @@ class Benchmark:
         return self.results(time.perf_counter() - t0)
 
     def diffusion_notes(self) -> None:
-        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+        from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
 
         p, d = self.p, self.dwm
         if d.config.model.use_actions:
-            tfds_io.check_action_values(self.actions[:, :p.length], d.num_actions,
-                                        f"model.num_actions of {self.args.diffusion}", self.args.data)
+            tfds_meta.check_action_values(self.actions[:, :p.length], d.num_actions,
+                                          f"model.num_actions of {self.args.diffusion}", self.args.data)
         k = self.diffusion_context(p.context)
         self.note(f"the diffusion baseline's sampler conditions on {d.sampler.context_frames} frames "
                   f"(model.sampling.context_frames): it is given only the last {k} of the {p.context} context "

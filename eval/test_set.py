@@ -15,9 +15,9 @@ class TestSet:
     """
 
     def __init__(self, data_dir: Path, split: str, num: int, length: int):
-        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+        from teco_jax.data import tfds_read  # deferred: tensorflow_datasets takes seconds to import
 
-        meta, self.source = tfds_io.load_frame_split(data_dir, split)
+        meta, self.source = tfds_read.load_frame_split(data_dir, split)
         self.length, self.num = length, num
         if num > len(self.source):
             raise ValueError(f"{data_dir}: {meta.name}/{split} has {len(self.source)} episodes, fewer than the "

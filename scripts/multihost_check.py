@@ -5,7 +5,7 @@
 It launches N copies of itself (`--process_id i`), each with `--local_devices` CPU devices,
 joined by `jax.distributed.initialize(coordinator_address="localhost:PORT", ...)` (cross-
 process CPU collectives: gloo, jax's default). Each runs `Trainer.train()` on the toy task
-(tests/toy_task.py) over the TFDS dataset in DIR, on a (1, fsdp, model) mesh whose fsdp axis
+(teco_jax/testing.py) over the TFDS dataset in DIR, on a (1, fsdp, model) mesh whose fsdp axis
 spans the processes, so parameters and optimizer state are sharded across them. Each process
 reads only its own shard of the episodes (`process_index::process_count`) and the global
 batch is assembled from the parts with `make_array_from_process_local_data`; both processes
@@ -44,8 +44,8 @@ def _env(num_devices: int) -> dict[str, str]:
 
 
 def _config(args):
-    """The run's config: the toy task, or the tests' tiny VQ-GAN / TECO, on a (1, N, local) mesh."""
-    from teco_jax import trainer
+    """The run's config: the toy task, or the tiny VQ-GAN / TECO of teco_jax/testing.py, on a (1, N, local) mesh."""
+    from teco_jax import testing, trainer
 
     mesh = (1, args.num_processes, args.local_devices)
     steps = 10**6 if args.sigterm else args.steps
@@ -54,12 +54,8 @@ def _config(args):
               "train.eval_batches": args.eval_batches, "train.eval_batch_size": 2 * args.num_processes,
               "train.image_every": args.image_every}
     if args.task == "toy":
-        from tests.toy_task import toy_config
-
-        return trainer.config_replace(toy_config(args.data), **common)
-    from tests.test_sharding import _teco_config, _vqgan_config
-
-    make = _teco_config if args.task == "teco" else _vqgan_config
+        return trainer.config_replace(testing.toy_config(args.data), **common)
+    make = testing.teco_mesh_config if args.task == "teco" else testing.vqgan_mesh_config
     return trainer.config_replace(make(args.data, mesh), **common)
 
 
@@ -156,9 +152,9 @@ def launch(args) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     if args.task != "toy" and not args.data:  # the sharding tests' tiny datasets (frames or codes)
         sys.path.insert(0, str(ROOT))
-        from tests.test_sharding import _write_data
+        from teco_jax.testing import write_tiny_dataset
 
-        args.data = str(_write_data(workdir, args.task))
+        args.data = str(write_tiny_dataset(workdir, args.task))
     port = _free_port()
     common = [sys.executable, __file__, "--data", str(args.data), "--workdir", str(workdir), "--steps", str(args.steps),
               "--eval_batches", str(args.eval_batches), "--task", args.task, "--image_every", str(args.image_every),
@@ -235,7 +231,7 @@ def launch(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="", help="a TFDS dataset (toy: the tests' video one; vqgan/teco: "
+    parser.add_argument("--data", default="", help="a TFDS dataset (toy: a video one; vqgan/teco: "
                                                   "default, a tiny one written under --workdir)")
     parser.add_argument("--task", choices=("toy", "vqgan", "teco"), default="toy")
     parser.add_argument("--image_every", type=int, default=0, help="write the task's picture every N steps")

@@ -26,10 +26,10 @@ def vqgan_dir_of(config: ml_collections.ConfigDict) -> str:
     data_dir = config.data.get("dir", "")
     if not data_dir:
         return ""
-    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
 
-    _, version_dir = tfds_io.find_dataset(data_dir)
-    return tfds_io.DatasetMeta.load(version_dir).vqgan
+    _, version_dir = tfds_meta.find_dataset(data_dir)
+    return tfds_meta.DatasetMeta.load(version_dir).vqgan
 
 
 def find_vqgan_dir(config: ml_collections.ConfigDict) -> Path:

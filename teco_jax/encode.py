@@ -40,7 +40,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from teco_jax.data import formats, tfds_io
+from teco_jax.data import formats, tfds_meta, tfds_read, tfds_write
 from teco_jax.errors import UserError
 from teco_jax.loading import load_vqgan
 
@@ -73,7 +73,7 @@ def _episodes(data: Path, split: str, num_actions: int | None = None, num_action
     for share = (index, count)."""
     index, count = share
     try:
-        meta, sources = tfds_io.load(data)
+        meta, sources = tfds_read.load(data)
     except FileNotFoundError:
         files = formats.find_episodes(data, split)[index::count]
         return ((str(p.relative_to(data / split)), formats.read_episode(p, num_actions, num_actions_from, notes))
@@ -94,7 +94,7 @@ def _episodes(data: Path, split: str, num_actions: int | None = None, num_action
 
 def splits_of(data: Path) -> list[str]:
     try:
-        _, sources = tfds_io.load(data)
+        _, sources = tfds_read.load(data)
         return [s for s in formats.SPLITS if s in sources]
     except FileNotFoundError:
         return [s for s in formats.SPLITS if (data / s).is_dir()]
@@ -104,7 +104,7 @@ def action_set_of(data: Path) -> tuple[int | None, tuple[str, ...], str]:
     """(num_actions, action names, where the count comes from) of --data: a TFDS dataset's
     metadata (None when its count was inferred: inferred again), or an episode root's meta.json."""
     try:
-        meta = tfds_io.load(data)[0]
+        meta = tfds_read.load(data)[0]
     except FileNotFoundError:
         return formats.action_set(data)
     return (None if meta.num_actions_inferred else meta.num_actions), meta.action_names, ""
@@ -112,7 +112,7 @@ def action_set_of(data: Path) -> tuple[int | None, tuple[str, ...], str]:
 
 def encode_dataset(vqgan_dir: Path, data: Path, out: Path, name: str | None = None, chunk: int = 64,
                    process_index: int | None = None, process_count: int | None = None,
-                   ) -> tfds_io.DatasetMeta | None:
+                   ) -> tfds_meta.DatasetMeta | None:
     """Encode --data's episodes (this process's share of them) into a code dataset at `out`.
 
     process_index, process_count: default jax.process_index() and jax.process_count(). With
@@ -124,7 +124,7 @@ def encode_dataset(vqgan_dir: Path, data: Path, out: Path, name: str | None = No
     if not 0 <= index < count:
         raise UserError(f"process index {index} is not in 0..{count - 1} (--process_index {index} "
                         f"of --process_count {count})")
-    name = name or f"{tfds_io.default_name(Path(data))}_codes"
+    name = name or f"{tfds_meta.default_name(Path(data))}_codes"
     parts = Parts(Path(out), name, count)
     if count > 1:
         parts.start(index)
@@ -156,10 +156,10 @@ def encode_dataset(vqgan_dir: Path, data: Path, out: Path, name: str | None = No
 
     meta = None
     if iters:  # a process whose share is empty writes only its marker
-        meta = tfds_io.write_dataset(out if count == 1 else parts.part(index), name,
-                                     {s: encoded(it) for s, it in iters.items()}, num_actions=num_actions,
-                                     source=str(data), vocab_size=int(vq_config.model.codebook_size),
-                                     vqgan=str(Path(vqgan_dir).absolute()), action_names=action_names)
+        meta = tfds_write.write_dataset(out if count == 1 else parts.part(index), name,
+                                        {s: encoded(it) for s, it in iters.items()}, num_actions=num_actions,
+                                        source=str(data), vocab_size=int(vq_config.model.codebook_size),
+                                        vqgan=str(Path(vqgan_dir).absolute()), action_names=action_names)
     bar.close()
     notes.report()
     elapsed = time.perf_counter() - start
@@ -182,7 +182,7 @@ class Parts:
     def __init__(self, out: Path, name: str, count: int):
         self.out, self.name, self.count = out, name, count
         self.dir = out / f".{name}.parts"
-        self.version_dir = out / name / tfds_io.VERSION
+        self.version_dir = out / name / tfds_meta.VERSION
 
     def part(self, index: int) -> Path:
         return self.dir / f"process-{index:05d}"
@@ -217,7 +217,7 @@ class Parts:
                 told = True
             time.sleep(self.POLL_S)
 
-    def merge(self) -> tfds_io.DatasetMeta:
+    def merge(self) -> tfds_meta.DatasetMeta:
         """Process 0: move every share's shards into one dataset and write its metadata."""
         import tensorflow_datasets as tfds
 
@@ -228,25 +228,25 @@ class Parts:
                 raise UserError(f"{self.marker(i)}: written by another run ({m}, not {markers[0]}); delete "
                                 f"{self.dir} and run every process again")
         splits = markers[0]["splits"]
-        shares = [d for d in (self.part(i) / self.name / tfds_io.VERSION for i in range(self.count))
-                  if (d / tfds_io.META_FILE).exists()]
+        shares = [d for d in (self.part(i) / self.name / tfds_meta.VERSION for i in range(self.count))
+                  if (d / tfds_meta.META_FILE).exists()]
         if not shares:
             raise formats.EpisodeError(f"{markers[0]['source']}: no episodes to encode")
         infos = [tfds.builder_from_directory(str(d)).info for d in shares]
-        metas = [tfds_io.DatasetMeta.load(d) for d in shares]
+        metas = [tfds_meta.DatasetMeta.load(d) for d in shares]
         for d, meta in zip(shares[1:], metas[1:]):
             if _share_key(d, meta) != _share_key(shares[0], metas[0]):
                 raise formats.EpisodeError(f"{d}: this share's arrays (features.json) or VQ-GAN and action set "
-                                           f"({tfds_io.META_FILE}) differ from those of {shares[0]}")
+                                           f"({tfds_meta.META_FILE}) differ from those of {shares[0]}")
         tmp = self.version_dir.with_name(self.version_dir.name + ".incomplete")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         split_infos = [self._move_shards(split, infos, tmp) for split in splits]
         tfds.folder_dataset.write_metadata(data_dir=tmp, features=infos[0].features, split_infos=split_infos,
-                                           version=tfds_io.VERSION, check_data=False, disable_shuffling=True,
+                                           version=tfds_meta.VERSION, check_data=False, disable_shuffling=True,
                                            description=infos[0].description)
         meta = _merged_meta(metas, splits)
-        (tmp / tfds_io.META_FILE).write_text(json.dumps(dataclasses.asdict(meta), indent=2))
+        (tmp / tfds_meta.META_FILE).write_text(json.dumps(dataclasses.asdict(meta), indent=2))
         shutil.rmtree(self.version_dir, ignore_errors=True)  # left incomplete by an earlier failure
         tmp.rename(self.version_dir)
         shutil.rmtree(self.dir)
@@ -265,14 +265,14 @@ class Parts:
                                    num_bytes=sum(f.num_bytes for f in found))
 
 
-def _share_key(version_dir: Path, meta: tfds_io.DatasetMeta) -> tuple:
+def _share_key(version_dir: Path, meta: tfds_meta.DatasetMeta) -> tuple:
     """What every share of one dataset must have in common: feature spec, VQ-GAN, action set."""
     actions = "inferred" if meta.num_actions_inferred else meta.num_actions
     return ((version_dir / "features.json").read_text(), meta.frame_shape, meta.extras, meta.vqgan,
             meta.vocab_size, actions, meta.action_names)
 
 
-def _merged_meta(metas: list[tfds_io.DatasetMeta], splits: list[str]) -> tfds_io.DatasetMeta:
+def _merged_meta(metas: list[tfds_meta.DatasetMeta], splits: list[str]) -> tfds_meta.DatasetMeta:
     """The teco_meta.json of the shares together: summed counts, overall lengths and actions."""
     first = metas[0]
     num_actions = max(m.num_actions for m in metas) if first.num_actions_inferred else first.num_actions

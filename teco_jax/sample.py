@@ -41,9 +41,9 @@ RED = np.array([220, 0, 0], np.uint8)
 def load_episodes(data_dir: Path | str, split: str, num: int, length: int):
     """(video uint8 (num, length, H, W, 3), actions int32 (num, length)) of the first `num`
     episodes of `split`, cut to their first `length` frames."""
-    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.data import tfds_read  # deferred: tensorflow_datasets takes seconds to import
 
-    meta, source = tfds_io.load_frame_split(data_dir, split)
+    meta, source = tfds_read.load_frame_split(data_dir, split)
     if num > len(source):
         raise ValueError(f"--num {num} is more than the {len(source)} episodes of {meta.name}/{split}")
     if length > meta.min_length:
@@ -77,13 +77,13 @@ def read_model_config(checkpoint: Path | str):
 def check_model_actions(checkpoint: Path | str, data_dir: Path | str) -> None:
     """UserError, before the model is loaded, if the dataset's action set is not the checkpoint's
     (model.num_actions); models trained without actions take any dataset."""
-    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
 
     config = read_model_config(checkpoint)
     if config is None or not config.model.get("use_actions", True):
         return
-    tfds_io.check_actions(tfds_io.load_meta(data_dir), int(config.model.num_actions),
-                          f"model.num_actions of {checkpoint}", data_dir=data_dir)
+    tfds_meta.check_actions(tfds_meta.load_meta(data_dir), int(config.model.num_actions),
+                            f"model.num_actions of {checkpoint}", data_dir=data_dir)
 
 
 # ----------------------------------------------------------------- pictures
@@ -157,7 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
     from teco_jax.world_model import WorldModel  # deferred: arguments are checked before the model stack loads
 
     try:
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.actions and not wm.config.model.use_actions:
             raise UserError(f"{args.checkpoint} was trained without actions: add --no-actions")
         if args.actions:
-            tfds_io.check_action_values(actions, wm.num_actions, f"model.num_actions of {args.checkpoint}", args.data)
+            tfds_meta.check_action_values(actions, wm.num_actions, f"model.num_actions of {args.checkpoint}", args.data)
     except (UserError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

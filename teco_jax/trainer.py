@@ -2,7 +2,8 @@
 
     state = init (jit with out_shardings: parameters are born sharded)  or  restore
     loop: batch -> global arrays -> train_step (jit, donated state) -> log / images /
-          checkpoint / eval;  SIGTERM or Ctrl-C -> checkpoint and exit cleanly
+          checkpoint / eval;  SIGTERM, Ctrl-C or train.max_minutes -> checkpoint and exit cleanly,
+          at the same step on every process (teco_jax/stopping.py)
 
 The train state is a pytree: step, parameters (an nnx State), other model variables,
 optimizer state and the base RNG key. Step s uses fold_in(key, s), so a resumed run
@@ -12,7 +13,6 @@ draws exactly the randomness an uninterrupted run would.
 from __future__ import annotations
 
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from teco_jax import checkpoint, loading, optim, parallel
 from teco_jax import logging as tlog
 from teco_jax import workdir as wd
 from teco_jax.data import pipeline
+from teco_jax.stopping import Stopper, any_process
 from teco_jax.tasks import base as tasks
 
 
@@ -51,16 +52,6 @@ def _bytes_per_device(tree: Any, shardings: Any) -> int:
     return total
 
 
-def _any_process(*flags: bool) -> tuple[bool, ...]:
-    """Each flag, true on every process if it is true on any (one small all-gather over hosts)."""
-    if jax.process_count() == 1:
-        return tuple(bool(f) for f in flags)
-    from jax.experimental import multihost_utils
-
-    gathered = multihost_utils.process_allgather(np.asarray(flags, np.int32))  # (processes, flags)
-    return tuple(bool(v) for v in np.max(gathered.reshape(-1, len(flags)), axis=0))
-
-
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -78,11 +69,15 @@ class Trainer:
         self.config = wd.absolute_paths(config)
         self.workdir = Path(workdir)
         self.task = tasks.get(config.task)(self.config)
+        # Config values worked out from the data (TECO's fitted motion) before the model is built:
+        # a resumed run takes its stored ones, so a refused resume reads no data.
+        resumable = checkpoint.has_checkpoint(self.workdir) and (self.workdir / wd.CONFIG_FILE).exists()
+        stored = checkpoint.load_config(self.workdir) if resumable else None
+        self.task.resolve(stored)
         self.mesh = parallel.make_mesh(config.mesh.shape, devices=devices)
         self.rules = parallel.rules_from_config(config.get("sharding_rules"))
         self.tx = optim.make(config.optim)
         self.lr_schedule = optim.schedule(config.optim)
-        self._stop_requested = False
         self.stop_reason = ""
 
         task, tx = self.task, self.tx
@@ -192,17 +187,6 @@ class Trainer:
                              f"{dp} data-parallel devices of mesh {dict(self.mesh.shape)}")
 
     # ------------------------------------------------------------------ loop
-    def _request_stop(self, signum, frame):
-        """SIGTERM (preemption) or a first Ctrl-C: finish this step, save, stop. A second Ctrl-C quits at once."""
-        del frame
-        self._stop_requested = True
-        if signum == signal.SIGINT:
-            self._interrupted = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            tqdm.write("Ctrl-C: saving a checkpoint and stopping after this step (Ctrl-C again to quit at once)")
-        else:
-            tqdm.write(f"received signal {signum}: saving a checkpoint and stopping after this step")
-
     def _lock(self) -> wd.Lock | None:
         """Process 0 locks the workdir; every process learns whether it could (no process hangs)."""
         lock, error = None, None
@@ -212,7 +196,7 @@ class Trainer:
                 lock.acquire()
             except wd.WorkdirError as e:
                 lock, error = None, e
-        if not _any_process(error is not None)[0]:
+        if not any_process(error is not None)[0]:
             return lock
         raise error or wd.WorkdirError(f"{self.workdir}: process 0 could not lock the workdir (see its log)")
 
@@ -249,15 +233,7 @@ class Trainer:
         data_iter = iter(self.dataset("train", batch_size=cfg.data.batch_size, seed=cfg.seed))
         ckpt = checkpoint.Checkpointer(self.workdir, keep=tcfg.keep_ckpts)
         try:
-            if ckpt.latest_step() is not None:
-                with jax.set_mesh(self.mesh):
-                    state = ckpt.restore(self.abstract_state, data_iter)
-                if lead:
-                    print(f"resumed from {ckpt.directory}/{ckpt.latest_step()} (step {int(state.step)})")
-            else:
-                state = self.create_state()
-                if cfg.train.get("init_from"):
-                    state = self._start_from(state, cfg.train.init_from)
+            state = self._restore_or_create(ckpt, data_iter)
         except BaseException:
             ckpt.close()
             raise
@@ -265,83 +241,91 @@ class Trainer:
             wd.record_config(self.workdir, cfg, int(state.step), changes)
         writer = tlog.MetricWriter(self.workdir)
         start = int(state.step)
-        self._interrupted = False
         self.stop_reason = "done"
-        previous = signal.signal(signal.SIGTERM, self._request_stop)
-        previous_int = signal.signal(signal.SIGINT, self._request_stop)
+        stopper = Stopper(tcfg.get("max_minutes", 0))
         bar = tqdm(total=num_steps, initial=start, desc=f"train {cfg.task}", disable=not lead,
                    dynamic_ncols=True, unit="step")
         step_fn, t_last, steps_since = None, time.perf_counter(), 0
-        t_start = t_last
         try:
-            for step in range(start, num_steps):
-                batch = parallel.global_batch(self.task.prepare_batch(next(data_iter)), self.mesh)
-                if step_fn is None:
-                    step_fn = self.step_fn(batch, constants)
-                    if lead:
-                        self._print_memory(step_fn, state, batch, constants)
-                with jax.set_mesh(self.mesh):
-                    state, metrics = step_fn(state, batch, constants)
-                steps_since += 1
-                bar.update(1)
-                done = step + 1
-                if done % tcfg.log_every == 0 or done == num_steps:
-                    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    now = time.perf_counter()
-                    metrics["steps_per_s"] = steps_since / (now - t_last)
-                    t_last, steps_since = now, 0
-                    writer.scalars(done, metrics, "train/")
-                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
-                if tcfg.image_every and (done % tcfg.image_every == 0 or done == num_steps):
-                    self._visualize(state, batch, constants, writer, done)
-                if tcfg.eval_every and done % tcfg.eval_every == 0 and done != num_steps:
-                    self._evaluate(state, constants, writer, done)
-                # Stop decisions are global: every process saves the same step, none waits on a peer.
-                out_of_time = bool(tcfg.get("max_minutes", 0)) and time.perf_counter() - t_start > 60 * tcfg.max_minutes
-                # The handler's flag is read once per step, so a signal arriving mid-step counts from the next.
-                signalled, out_of_time = _any_process(self._stop_requested, out_of_time)
-                stop = signalled or out_of_time
-                if signalled:
-                    self.stop_reason = "signal"
-                elif out_of_time:
-                    self.stop_reason = "max_minutes"
-                    if lead:
-                        tqdm.write(f"train.max_minutes={tcfg.max_minutes} reached at step {done}")
-                    self._evaluate(state, constants, writer, done)
-                if done % tcfg.ckpt_every == 0 or done == num_steps or stop:
-                    ckpt.save(done, state, data_iter, force=True)
-                if stop:
-                    ckpt.wait()
-                    if lead:
-                        what = "interrupted" if self._interrupted else "stopped"
-                        tqdm.write(f"{what} at step {done}; checkpoint saved; rerun the same command to resume")
-                    break
-            else:
-                if num_steps > start:
-                    self._evaluate(state, constants, writer, num_steps)
-        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop: save what we have, if we can
-            done = int(state.step)
-            try:
-                ckpt.wait()
-                if ckpt.latest_step() != done:
-                    ckpt.save(done, state, data_iter, force=True)
-                    ckpt.wait()
-                saved = f"checkpoint {done} saved"
-            except Exception as e:  # noqa: BLE001 - checkpoints are atomic: the last complete one stays
-                saved = f"could not save step {done} ({e}); the last complete checkpoint is {ckpt.latest_step()}"
-            if lead:
-                tqdm.write(f"interrupted at step {done}; {saved}; rerun the same command to resume")
-            raise
+            with stopper:  # SIGTERM / Ctrl-C: save and stop after the step in flight
+                try:
+                    for step in range(start, num_steps):
+                        batch = parallel.global_batch(self.task.prepare_batch(next(data_iter)), self.mesh)
+                        if step_fn is None:
+                            step_fn = self.step_fn(batch, constants)
+                            if lead:
+                                self._print_memory(step_fn, state, batch, constants)
+                        with jax.set_mesh(self.mesh):
+                            state, metrics = step_fn(state, batch, constants)
+                        steps_since += 1
+                        bar.update(1)
+                        done = step + 1
+                        if done % tcfg.log_every == 0 or done == num_steps:
+                            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                            now = time.perf_counter()
+                            metrics["steps_per_s"] = steps_since / (now - t_last)
+                            t_last, steps_since = now, 0
+                            writer.scalars(done, metrics, "train/")
+                            bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+                        if tcfg.image_every and (done % tcfg.image_every == 0 or done == num_steps):
+                            self._visualize(state, batch, constants, writer, done)
+                        if tcfg.eval_every and done % tcfg.eval_every == 0 and done != num_steps:
+                            self._evaluate(state, constants, writer, done)
+                        stop = stopper.should_stop()  # the same on every process: all save the same step
+                        self.stop_reason = stop or "done"
+                        if stop == "max_minutes":
+                            if lead:
+                                tqdm.write(f"train.max_minutes={tcfg.max_minutes} reached at step {done}")
+                            self._evaluate(state, constants, writer, done)
+                        if done % tcfg.ckpt_every == 0 or done == num_steps or stop:
+                            ckpt.save(done, state, data_iter, force=True)
+                        if stop:
+                            ckpt.wait()
+                            if lead:
+                                what = "interrupted" if stopper.interrupted else "stopped"
+                                tqdm.write(f"{what} at step {done}; checkpoint saved; rerun the same command to resume")
+                            break
+                    else:
+                        if num_steps > start:
+                            self._evaluate(state, constants, writer, num_steps)
+                except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop: save what we have, if we can
+                    self._save_interrupted(ckpt, state, data_iter)
+                    raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
             bar.close()
             ckpt.wait()
             ckpt.close()
             writer.close()
-        if self._interrupted:
+        if stopper.interrupted:
             raise KeyboardInterrupt  # the caller (teco_jax.train: exit code 130, no traceback) stops too
         return state
+
+    def _restore_or_create(self, ckpt: checkpoint.Checkpointer, data_iter) -> TrainState:
+        """The latest checkpoint's state (and data position), else a new state (train.init_from's parameters)."""
+        if ckpt.latest_step() is not None:
+            with jax.set_mesh(self.mesh):
+                state = ckpt.restore(self.abstract_state, data_iter)
+            if jax.process_index() == 0:
+                print(f"resumed from {ckpt.directory}/{ckpt.latest_step()} (step {int(state.step)})")
+            return state
+        state = self.create_state()
+        if self.config.train.get("init_from"):
+            state = self._start_from(state, self.config.train.init_from)
+        return state
+
+    def _save_interrupted(self, ckpt: checkpoint.Checkpointer, state: TrainState, data_iter) -> None:
+        """Save `state` unless it is saved already, and say so; a failed save keeps the last complete checkpoint."""
+        done = int(state.step)
+        try:
+            ckpt.wait()
+            if ckpt.latest_step() != done:
+                ckpt.save(done, state, data_iter, force=True)
+                ckpt.wait()
+            saved = f"checkpoint {done} saved"
+        except Exception as e:  # noqa: BLE001 - checkpoints are atomic: the last complete one stays
+            saved = f"could not save step {done} ({e}); the last complete checkpoint is {ckpt.latest_step()}"
+        if jax.process_index() == 0:
+            tqdm.write(f"interrupted at step {done}; {saved}; rerun the same command to resume")
 
     def _print_memory(self, step_fn, state, batch, constants) -> None:
         mem = self.memory_report()

@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny episode datasets the tests make themselves.
+"""Shared fixtures: tiny episode datasets and untrained runs the tests make themselves.
+
+The helpers these fixtures are built from (and that tests call directly) are in tests/helpers/;
+test modules import those, never one another.
 
 The suite's models are tiny, so its time goes to XLA compiling them, not to running them.
 Before anything imports JAX:
@@ -31,46 +34,41 @@ if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="teco_jax_test_xla_cache_")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
-import numpy as np
 import pytest
-
-
-def make_episode(rng: np.random.Generator, length: int = 12, size: int = 8, num_actions: int = 6) -> dict:
-    return {
-        "video": rng.integers(0, 256, (length, size, size, 3), dtype=np.uint8),
-        "actions": rng.integers(0, num_actions, (length,), dtype=np.int32),
-        "pose": rng.normal(size=(length, 3)).astype(np.float32),
-        "layout": rng.integers(0, 2, (5, 5), dtype=np.uint8),
-    }
-
-
-def write_episodes(root: Path, counts: dict[str, int], seed: int = 0, **kw) -> dict[str, list[dict]]:
-    """Write root/{split}/ep_XXXX.npz episodes; returns them in file order."""
-    rng = np.random.default_rng(seed)
-    written = {}
-    for split, n in counts.items():
-        (root / split).mkdir(parents=True, exist_ok=True)
-        written[split] = []
-        for i in range(n):
-            ep = make_episode(rng, **kw)
-            np.savez(root / split / f"ep_{i:04d}.npz", **ep)
-            written[split].append(ep)
-    return written
 
 
 @pytest.fixture(scope="session")
 def episode_dir(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
+    from tests.helpers.episodes import write_episodes
+
     root = tmp_path_factory.mktemp("episodes")
     return root, write_episodes(root, {"train": 12, "test": 4})
 
 
 @pytest.fixture(scope="session")
 def tfds_dir(episode_dir, tmp_path_factory) -> Path:
-    from teco_jax.data import tfds_io
+    from teco_jax.data import tfds_write
 
     out = tmp_path_factory.mktemp("tfds")
-    tfds_io.build_from_episodes(episode_dir[0], out, name="toy", num_actions=6)
+    tfds_write.build_from_episodes(episode_dir[0], out, name="toy", num_actions=6)
     return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """Untrained VQ-GAN and TECO runs (tests/helpers/runs.world_model_runs), once per test module
+    that asks for them: (the directory, its 3 test episodes)."""
+    from tests.helpers.runs import world_model_runs
+
+    return world_model_runs(tmp_path_factory.mktemp("world_model"))
+
+
+@pytest.fixture(scope="module")
+def wm(runs):
+    """The WorldModel of `runs`' TECO."""
+    from teco_jax.world_model import WorldModel
+
+    return WorldModel.load(runs[0] / "teco")
 
 
 def pytest_sessionfinish(session):

@@ -1,5 +1,6 @@
 """Parameter-only bundles (teco_jax.bundle): export from workdirs, load with nothing else present,
-same rollouts as the workdirs, clear errors on broken bundles."""
+same rollouts as the workdirs, clear errors on broken bundles. The tiny untrained runs are the
+`runs` and `wm` fixtures of tests/conftest.py."""
 
 import json
 import shutil
@@ -9,17 +10,17 @@ import pytest
 
 from teco_jax import bundle
 from teco_jax.world_model import WorldModel
-from tests.test_sample import _context, runs, wm  # noqa: F401  (module fixtures: tiny untrained runs)
+from tests.helpers.runs import context
 
 
 @pytest.fixture(scope="module")
-def exported(runs, tmp_path_factory):  # noqa: F811
+def exported(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "demo"
     info = bundle.export(runs[0] / "teco", out)
     return out, info
 
 
-def test_bundle_loads_alone_and_rolls_out_like_the_workdir(runs, wm, exported, tmp_path):  # noqa: F811
+def test_bundle_loads_alone_and_rolls_out_like_the_workdir(runs, wm, exported, tmp_path):
     out, info = exported
     assert sorted(p.name for p in out.iterdir()) == sorted(bundle.FILES)
     assert info["teco_step"] == 1 and info["bytes"] < 10 * 2**20
@@ -33,13 +34,13 @@ def test_bundle_loads_alone_and_rolls_out_like_the_workdir(runs, wm, exported, t
         moved.rename(runs[0])
     assert loaded.step == 1 and loaded.window == wm.window and loaded.frame_shape == wm.frame_shape
     assert loaded.config.model.vqgan_dir == ""
-    video = _context(runs[1], 5)
+    video = context(runs[1], 5)
     actions = np.stack([ep["actions"][:5] for ep in runs[1][:2]])
     np.testing.assert_array_equal(loaded.rollout(video[:, :2], actions, 5, key=0),
                                   wm.rollout(video[:, :2], actions, 5, key=0))
 
 
-def test_broken_bundles_are_clear_errors(runs, exported, tmp_path):  # noqa: F811
+def test_broken_bundles_are_clear_errors(runs, exported, tmp_path):
     out, _ = exported
     with pytest.raises(FileExistsError, match="already exists"):
         bundle.export(runs[0] / "teco", out)
@@ -64,7 +65,7 @@ def test_broken_bundles_are_clear_errors(runs, exported, tmp_path):  # noqa: F81
         WorldModel.load(out, step=3)
 
 
-def test_a_bundle_or_its_workdir_can_start_a_new_run(runs, exported):  # noqa: F811
+def test_a_bundle_or_its_workdir_can_start_a_new_run(runs, exported):
     import jax
 
     from teco_jax import checkpoint, loading

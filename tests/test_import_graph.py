@@ -156,7 +156,7 @@ def test_the_walk_sees_the_imports_it_should(edges, tmp_path):
     pairs = {(e.source, e.target) for e in edges}
     assert ("teco_jax.world_model", "teco_jax.rollout") in pairs  # from teco_jax import rollout as ...
     assert ("teco_jax.play.__main__", "data_gen.maze") in pairs  # from data_gen import maze
-    assert ("teco_jax.compat", "teco_jax.data.tfds_io") in pairs  # inside a function
+    assert ("teco_jax.compat", "teco_jax.data.tfds_meta") in pairs  # inside a function
     assert ("eval.benchmark", "teco_jax.world_model") in pairs
     assert len(edges) > 100
     source = tmp_path / "probe.py"

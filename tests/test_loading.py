@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from teco_jax import checkpoint, loading, trainer
-from tests.toy_task import toy_config
+from tests.helpers.toy_task import toy_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -93,7 +93,8 @@ def test_sigterm_to_one_process_stops_both_at_one_saved_step(tfds_dir, tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["vqgan", "teco"])
 def test_vqgan_and_teco_with_pictures_and_evaluation(task, tmp_path):
-    """The tiny VQ-GAN and TECO of tests/test_sharding.py, 2 steps, a picture and an evaluation."""
+    """The tiny VQ-GAN and TECO of teco_jax/testing.py (those of tests/test_sharding.py), 2 steps, a picture
+    and an evaluation."""
     rep = _run(tmp_path, "--task", task, "--steps", "2", "--eval_batches", "1", "--image_every", "2")
     assert rep["multi_losses"] == pytest.approx(rep["reference_losses"], rel=1e-6)
     assert rep["multi_eval"] and rep["multi_eval"] == pytest.approx(rep["reference_eval"], rel=1e-5)

@@ -115,17 +115,17 @@ def test_a_port_in_use_is_a_one_line_error(demo):
 
 
 def test_a_dataset_that_does_not_fit_the_model_is_refused(tmp_path, demo):
-    from teco_jax.data import tfds_io
+    from teco_jax.data import tfds_write
     from teco_jax.play.__main__ import dataset_episodes
-    from tests.conftest import write_episodes
+    from tests.helpers.episodes import write_episodes
 
     wm = demo[0]
     write_episodes(tmp_path / "src", {"test": 1}, size=16)  # 16x16 frames; the model takes 32x32
-    tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "tfds", name="small", num_actions=6)
+    tfds_write.build_from_episodes(tmp_path / "src", tmp_path / "tfds", name="small", num_actions=6)
     with pytest.raises(UserError, match=r"has \(16, 16, 3\) frames, but the model takes \(32, 32, 3\)"):
         dataset_episodes(wm, str(tmp_path / "tfds"), "test", 4)
     write_episodes(tmp_path / "src9", {"test": 1}, size=32, num_actions=9)
-    tfds_io.build_from_episodes(tmp_path / "src9", tmp_path / "tfds9", name="nine", num_actions=9)
+    tfds_write.build_from_episodes(tmp_path / "src9", tmp_path / "tfds9", name="nine", num_actions=9)
     with pytest.raises(UserError, match="the dataset has 9 actions"):
         dataset_episodes(wm, str(tmp_path / "tfds9"), "test", 4)
 

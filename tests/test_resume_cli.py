@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from teco_jax import checkpoint, trainer
-from tests.toy_task import toy_config
+from tests.helpers.toy_task import toy_config
 
 REPO = Path(__file__).resolve().parents[1]
 CKPT_EVERY = 50
 
 
 def _cli(workdir: Path, data_dir: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "teco_jax.train", f"--config=tests/toy_task.py:{data_dir}",
+    return [sys.executable, "-m", "teco_jax.train", f"--config=tests/helpers/toy_task.py:{data_dir}",
             f"--workdir={workdir}", f"--config.train.num_steps={steps}", f"--config.train.ckpt_every={CKPT_EVERY}",
             "--config.train.log_every=100"]
 

@@ -1,75 +1,27 @@
 """WorldModel (checkpoint + VQ-GAN in one call, clear errors) and the sampling CLI, on tiny
-untrained checkpoints the tests write themselves."""
+untrained checkpoints the tests write themselves (the `runs` and `wm` fixtures of tests/conftest.py)."""
 
 import json
 import shutil
 
 import imageio.v3 as iio
-import jax
 import numpy as np
 import pytest
 
-from teco_jax import checkpoint, encode, sample, trainer
-from teco_jax.data import tfds_io
+from teco_jax import checkpoint, sample
+from teco_jax.data import tfds_meta, tfds_write
 from teco_jax.world_model import WorldModel
-from tests.conftest import write_episodes
-from tests.tasks.test_teco_task import tiny_config as teco_tiny_config
-from tests.tasks.test_vqgan_task import tiny_config as vqgan_tiny_config
+from tests.helpers.configs import teco_tiny_config
+from tests.helpers.episodes import write_episodes
+from tests.helpers.runs import context, nine_action_frames
 
 SEQ_LEN = 6  # TECO's window in frames (tiny_config)
-
-
-def _random_param(path, x, rng):
-    """Roughly what the initializers draw: N(0, 1/fan_in) weights, unit scales, zero biases."""
-    if len(x.shape) < 2:
-        return (np.ones if "'scale'" in jax.tree_util.keystr(path) else np.zeros)(x.shape, x.dtype)
-    return (rng.standard_normal(x.shape) / np.sqrt(np.prod(x.shape[:-1]))).astype(x.dtype)
-
-
-def _save_untrained(config, workdir) -> None:
-    """config.json and a step-1 checkpoint of random parameters (numpy-drawn: initializing
-    the models with JAX would compile for longer than everything else here)."""
-    t = trainer.Trainer(config, workdir)
-    rng = np.random.default_rng(0)
-    a = t.abstract_state
-    zeros = lambda tree: jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), tree)
-    state = a.replace(step=np.zeros((), np.int32), key=jax.random.key(0), rest=zeros(a.rest),
-                      opt_state=zeros(a.opt_state),
-                      params=jax.tree_util.tree_map_with_path(lambda p, x: _random_param(p, x, rng), a.params))
-    checkpoint.save_config(workdir, config)
-    ckpt = checkpoint.Checkpointer(workdir)
-    ckpt.save(1, state, force=True)
-    ckpt.wait()
-    ckpt.close()
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """32x32 frames -> a VQ-GAN (16 codes of dim 8 on a 16x16 grid) -> codes -> a TECO that finds
-    its VQ-GAN through the code dataset."""
-    tmp = tmp_path_factory.mktemp("world_model")
-    episodes = write_episodes(tmp / "src", {"train": 2, "test": 3}, size=32, length=8)
-    tfds_io.build_from_episodes(tmp / "src", tmp / "frames", name="frames32", num_actions=6)
-    _save_untrained(vqgan_tiny_config(tmp / "frames"), tmp / "vqgan")
-    encode.encode_dataset(tmp / "vqgan", tmp / "frames", tmp / "codes")
-    teco = teco_tiny_config(vqgan_dir="", action_dropout=0.5, vq_vocab=16, vq_embed_dim=8, vq_grid=(16, 16))
-    _save_untrained(trainer.config_replace(teco, **{"data.dir": str(tmp / "codes")}), tmp / "teco")
-    return tmp, episodes["test"]
-
-
-@pytest.fixture(scope="module")
-def wm(runs):
-    return WorldModel.load(runs[0] / "teco")
-
-
-def _context(episodes, frames):
-    return np.stack([ep["video"][:frames] for ep in episodes[:2]])
 
 
 def test_load_encode_decode_rollout(runs, wm):
     _, episodes = runs
     assert wm.window == SEQ_LEN and wm.frame_shape == (32, 32, 3)
-    video = _context(episodes, 5)  # shapes as in the CLI test below, which reuses the compiled programs
+    video = context(episodes, 5)  # shapes as in the CLI test below, which reuses the compiled programs
     codes = wm.encode(video[:, :2])
     assert codes.shape == (2, 2, 16, 16) and codes.dtype == np.int32 and codes.max() < 16
     frames = wm.decode(codes)
@@ -115,7 +67,7 @@ def test_config_that_does_not_match_its_vqgan(runs, tmp_path):
 
 
 def test_rollout_argument_errors(runs, wm):
-    video = _context(runs[1], 8)
+    video = context(runs[1], 8)
     with pytest.raises(ValueError, match="7 context frames are more than the model's window of data.seq_len=6"):
         wm.rollout(video[:, :7], None, 8)
     bad = np.zeros((2, 8), np.int32)
@@ -175,17 +127,9 @@ def test_cli_errors_and_help(runs, tmp_path, capsys):
     assert exit_.value.code == 0 and "--no-actions" in capsys.readouterr().out
 
 
-def _nine_action_frames(root):
-    """A 32x32 raw-frame dataset whose meta.json names 9 actions (the tiny TECO has 6)."""
-    write_episodes(root / "src", {"test": 2}, size=32, length=8, num_actions=9)
-    (root / "src" / "meta.json").write_text(json.dumps({"num_actions": 9, "action_names": list("abcdefghi")}))
-    tfds_io.build_from_episodes(root / "src", root / "frames9")
-    return root / "frames9"
-
-
 def test_cli_refuses_a_dataset_with_another_action_set(tmp_path, capsys):
     """Checked from the checkpoint's config (workdir or bundle) before the model is loaded."""
-    data = _nine_action_frames(tmp_path)
+    data = nine_action_frames(tmp_path)
     checkpoint.save_config(tmp_path / "teco", teco_tiny_config())  # no checkpoint: loading it would fail
     capsys.readouterr()  # TFDS's progress bars
     (tmp_path / "bundle").mkdir()
@@ -202,8 +146,8 @@ def test_cli_refuses_a_dataset_with_another_action_set(tmp_path, capsys):
 
 def test_cli_names_a_truncated_dataset_file(tmp_path, capsys):
     write_episodes(tmp_path / "src", {"test": 2}, size=32, length=8)
-    tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "frames", name="frames32", num_actions=6)
-    (shard,) = (tmp_path / "frames" / "frames32" / tfds_io.VERSION).glob("*-test.array_record-*")
+    tfds_write.build_from_episodes(tmp_path / "src", tmp_path / "frames", name="frames32", num_actions=6)
+    (shard,) = (tmp_path / "frames" / "frames32" / tfds_meta.VERSION).glob("*-test.array_record-*")
     shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
     checkpoint.save_config(tmp_path / "teco", teco_tiny_config())
     capsys.readouterr()  # TFDS's progress bars

@@ -7,8 +7,8 @@ concurrently) started with XLA_FLAGS=--xla_force_host_platform_device_count=8:
 DIR/results.json; the tests below only read them. Each scenario is recorded separately, so
 one failure does not hide the others.
 
-Scenarios (tiny TECO and tiny VQ-GAN, float32, the Trainer's real jitted step, batches
-from the real pipeline):
+Scenarios (the tiny TECO and VQ-GAN of teco_jax/testing.py, float32, the Trainer's real jitted
+step, batches from the real pipeline):
   equivalence   meshes (data, fsdp, model) = (8,1,1), (1,4,2) vs one device:
                 loss and gradient norm of the first 3 steps
   shardings     mesh (1,4,2): the declared shardings of named parameters, the shardings of
@@ -47,45 +47,6 @@ XLA_FLAGS = ("--xla_force_host_platform_device_count=8 --xla_backend_optimizatio
 
 
 # --------------------------------------------------------------------------- the worker
-def _teco_config(data_dir, mesh, **extra):
-    from teco_jax import trainer
-    from tests.tasks.test_teco_task import tiny_config
-
-    return trainer.config_replace(tiny_config(), **{
-        "data.dir": str(data_dir), "data.batch_size": 8, "data.read_threads": 0, "data.prefetch": 1,
-        "mesh.shape": mesh, "optim.lr": 1e-3, "optim.warmup_steps": 0, **extra})
-
-
-def _vqgan_config(data_dir, mesh, **extra):
-    from teco_jax import trainer
-    from tests.tasks.test_vqgan_task import tiny_config
-
-    return trainer.config_replace(tiny_config(data_dir), **{
-        "data.batch_size": 8, "data.prefetch": 1, "mesh.shape": mesh, "optim.lr": 1e-3,
-        "optim.warmup_steps": 0, **extra})
-
-
-def _write_data(tmp: Path, model: str) -> Path:
-    import numpy as np
-
-    from teco_jax.data import tfds_io
-    from tests.conftest import write_episodes
-
-    if model == "teco":  # VQ-GAN codes (8 frames of 8x8 codes < 32) and actions
-        rng = np.random.default_rng(0)
-
-        def episodes(n):
-            return [(f"e{i}", {"codes": rng.integers(0, 32, (8, 8, 8)).astype(np.int16),
-                               "actions": rng.integers(0, 6, (8,)).astype(np.int32)}) for i in range(n)]
-
-        tfds_io.write_dataset(tmp / "codes", "codes_toy", {"train": iter(episodes(12)), "test": iter(episodes(2))},
-                              num_actions=6, vocab_size=32)
-        return tmp / "codes"
-    write_episodes(tmp / "frames_src", {"train": 12, "test": 2}, size=32, length=4)
-    tfds_io.build_from_episodes(tmp / "frames_src", tmp / "frames", name="frames32", num_actions=6)
-    return tmp / "frames"
-
-
 def _run_steps(tr, num_steps, state=None, data_iter=None, after_step=None):
     """Drive the Trainer's jitted step like Trainer.train does; returns per-step metrics."""
     import jax
@@ -164,13 +125,15 @@ def quick_worker(tmp: Path) -> dict:
     import jax
 
     from teco_jax import trainer
+    from tests.helpers.configs import teco_mesh_config
+    from tests.helpers.episodes import write_tiny_dataset
 
     assert jax.device_count() == 8, jax.devices()
-    data_dir = _write_data(tmp, "teco")
-    one = trainer.Trainer(_teco_config(data_dir, (1, 1, 1)), tmp / "unused", devices=jax.devices()[:1])
+    data_dir = write_tiny_dataset(tmp, "teco")
+    one = trainer.Trainer(teco_mesh_config(data_dir, (1, 1, 1)), tmp / "unused", devices=jax.devices()[:1])
     state0 = one.create_state()  # a host copy (steps donate their input state); the PRNG key as raw data
     initial = jax.device_get(state0.replace(key=jax.random.key_data(state0.key)))
-    mesh = trainer.Trainer(_teco_config(data_dir, (2, 2, 2)), tmp / "mesh")
+    mesh = trainer.Trainer(teco_mesh_config(data_dir, (2, 2, 2)), tmp / "mesh")
     out = {}
     for name, t in (("one_device", one), ("2x2x2", mesh)):
         state = jax.device_put(initial, t.state_shardings.replace(key=t.state_shardings.key))
@@ -185,6 +148,8 @@ def worker(tmp: Path, model: str) -> dict:
     import jax.numpy as jnp
 
     from teco_jax import checkpoint, trainer
+    from tests.helpers.configs import teco_mesh_config, vqgan_mesh_config
+    from tests.helpers.episodes import write_tiny_dataset
 
     assert jax.device_count() == 8, jax.devices()
     results: dict = {"errors": {}, "seconds": {}}
@@ -198,8 +163,8 @@ def worker(tmp: Path, model: str) -> dict:
             results["errors"][name] = traceback.format_exc()
         results["seconds"][name] = round(time.perf_counter() - t0, 1)
 
-    data_dir = _write_data(tmp, model)
-    make_config = {"teco": _teco_config, "vqgan": _vqgan_config}[model]
+    data_dir = write_tiny_dataset(tmp, model)
+    make_config = {"teco": teco_mesh_config, "vqgan": vqgan_mesh_config}[model]
     trainers: dict = {}
     one = jax.devices()[:1]
     tr = trainer.Trainer(make_config(data_dir, (1, 1, 1)), tmp / "unused", devices=one)

@@ -6,7 +6,7 @@ import pytest
 
 from teco_jax import checkpoint, trainer
 from teco_jax.errors import UserError
-from tests.toy_task import toy_config
+from tests.helpers.toy_task import toy_config
 
 
 def _params(state):

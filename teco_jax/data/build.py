@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from teco_jax.data import tfds_io
+from teco_jax.data import tfds_write
 from teco_jax.errors import UserError
 
 
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        meta = tfds_io.build_from_episodes(args.src, args.out, args.name, args.num_actions, args.skip_bad,
-                                          parse_splits(args.splits))
+        meta = tfds_write.build_from_episodes(args.src, args.out, args.name, args.num_actions, args.skip_bad,
+                                              parse_splits(args.splits))
     except (UserError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

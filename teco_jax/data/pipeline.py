@@ -25,7 +25,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from teco_jax.data import tfds_io
+from teco_jax.data import tfds_meta, tfds_read
 
 
 class ClipError(ValueError):
@@ -80,13 +80,13 @@ def _text(value: Any) -> str:
 def make_dataset(data_dir: Path | str, split: str, *, seq_len: int, batch_size: int, seed: int = 0,
                  shuffle: bool = True, random_offset: bool = True, num_epochs: int | None = None,
                  process_index: int = 0, process_count: int = 1, drop_remainder: bool = True,
-                 read_threads: int = 2, prefetch: int = 4) -> tuple[grain.IterDataset, tfds_io.DatasetMeta]:
+                 read_threads: int = 2, prefetch: int = 4) -> tuple[grain.IterDataset, tfds_meta.DatasetMeta]:
     """A batched, sharded, checkpointable dataset over one split; returns it with the metadata.
 
     batch_size is per process (the global batch divided by process_count).
     num_epochs=None repeats forever; every epoch is reshuffled.
     """
-    meta, sources = tfds_io.load(data_dir)
+    meta, sources = tfds_read.load(data_dir)
     if split not in sources:
         raise KeyError(f"{data_dir}: no split {split!r}; it has {sorted(sources)}")
     if seq_len < 1 or seq_len > meta.min_length:

@@ -39,13 +39,13 @@ def maze_episodes(wm, count: int, seed: int, world: str = "smooth"):
 
 def dataset_episodes(wm, data: str, split: str, count: int):
     """The first `count` episodes of a raw-frame dataset's split, checked against the model."""
-    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.data import tfds_meta, tfds_read  # deferred: tensorflow_datasets takes seconds to import
     from teco_jax.play.engine import Episode  # deferred: arguments are checked before the model stack loads
 
-    meta, source = tfds_io.load_frame_split(data, split)
+    meta, source = tfds_read.load_frame_split(data, split)
     if tuple(meta.frame_shape) != tuple(wm.frame_shape):
         raise UserError(f"{data} has {tuple(meta.frame_shape)} frames, but the model takes {wm.frame_shape}")
-    tfds_io.check_actions(meta, wm.num_actions, "the model's num_actions", data_dir=data)
+    tfds_meta.check_actions(meta, wm.num_actions, "the model's num_actions", data_dir=data)
     eps = []
     for i in range(min(count, len(source))):
         ex = source[i]

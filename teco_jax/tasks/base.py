@@ -40,10 +40,15 @@ class Task(abc.ABC):
              constants: Any) -> tuple[jax.Array, Metrics]:
         """Scalar loss to minimise and metrics to log (scalars). Runs inside jit."""
 
+    def resolve(self, stored: ml_collections.ConfigDict | None) -> None:
+        """Work out config values that depend on the data before the model is built (the trainer
+        calls it first; e.g. TECO's fitted motion). `stored`: the workdir's config when the run
+        resumes, whose resolved values are taken as they are (no data is read for them)."""
+
     def preflight(self, data_meta: Any | None) -> None:
         """Check the config against the training data before anything is compiled or written.
 
-        `data_meta`: the `tfds_io.DatasetMeta` of config.data.dir (None when there is no data,
+        `data_meta`: the `tfds_meta.DatasetMeta` of config.data.dir (None when there is no data,
         e.g. a dry run). Raise `teco_jax.errors.UserError` with a one-line message naming the
         config key and the dataset on a mismatch (frame size, vocabulary, action count)."""
 
@@ -69,9 +74,9 @@ class Task(abc.ABC):
 
 
 def data_meta(config: ml_collections.ConfigDict):
-    """The `tfds_io.DatasetMeta` of config.data.dir, or a one-line UserError when it is empty,
+    """The `tfds_meta.DatasetMeta` of config.data.dir, or a one-line UserError when it is empty,
     missing or not a dataset. Reads teco_meta.json only."""
-    from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+    from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
 
     data_dir = config.data.dir
     if not data_dir:
@@ -80,7 +85,7 @@ def data_meta(config: ml_collections.ConfigDict):
     if not Path(data_dir).is_dir():
         raise UserError(f"config.data.dir={data_dir}: no such directory")
     try:
-        return tfds_io.load_meta(data_dir)
+        return tfds_meta.load_meta(data_dir)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"config.data.dir: {e}") from e
 

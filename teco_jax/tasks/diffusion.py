@@ -190,7 +190,7 @@ class DiffusionTask(base.Task):
         """The raw-frame dataset and the VQ-GAN against config.model: frames, frame size, latents, actions."""
         if data_meta is None:
             return
-        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+        from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
 
         m, where = self.config.model, self.config.data.dir
         base.check_frame_feature(self.config, data_meta, "video", "the diffusion baseline",
@@ -208,7 +208,7 @@ class DiffusionTask(base.Task):
             raise UserError(f"config.model.latent_dim={m.latent_dim}, but the VQ-GAN {m.vqgan_dir} has "
                             f"latent_dim={latent_dim}: set config.model.latent_dim={latent_dim}")
         if m.use_actions:
-            tfds_io.check_actions(data_meta, int(m.num_actions), "config.model.num_actions", data_dir=where)
+            tfds_meta.check_actions(data_meta, int(m.num_actions), "config.model.num_actions", data_dir=where)
 
     def _preflight_vqgan(self) -> tuple[int, tuple[int, int], int]:
         """(frame side, latent grid, latent_dim) of config.model.vqgan_dir, read from its config.json alone."""

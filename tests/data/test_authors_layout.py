@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teco_jax.data import build, formats, tfds_io
+from teco_jax.data import build, formats, tfds_meta, tfds_read
 from teco_jax.errors import UserError
-from tests.conftest import make_episode
+from tests.helpers.episodes import make_episode
 
 CUT_NOTE = "actions longer than the video are cut to its length, as the TECO authors' loader does"
 NULL_NOTE = "have no sibling .npz"
@@ -110,7 +110,7 @@ def test_build_reads_the_authors_layout_and_notes_once_per_build(tmp_path, capsy
     [cut] = note_lines(out, CUT_NOTE)  # one file in train, one in test: one note
     assert cut.startswith("note: 2 file(s)")
     assert len(note_lines(out, NULL_NOTE)) == 1
-    meta, sources = tfds_io.load(tmp_path / "out")
+    meta, sources = tfds_read.load(tmp_path / "out")
     assert meta.num_actions == 6 and meta.num_examples == {"train": 3, "test": 3}
     episodes = {_text(sources["test"][i]["episode_id"]): sources["test"][i] for i in range(3)}
     np.testing.assert_array_equal(episodes["b.mp4"]["actions"], np.full(5, 6))
@@ -126,7 +126,7 @@ def test_build_reads_the_authors_layout_and_notes_once_per_build(tmp_path, capsy
 def test_build_converts_the_listed_splits(tmp_path, flags, splits):
     root = authors_root(tmp_path / "src")
     assert build.main(["--src", str(root), "--out", str(tmp_path / "out")] + flags) == 0
-    meta, sources = tfds_io.load(tmp_path / "out")
+    meta, sources = tfds_read.load(tmp_path / "out")
     assert meta.num_examples == splits and set(sources) == set(splits)
 
 
@@ -160,9 +160,9 @@ def fake_vqgan(monkeypatch):
     return encode
 
 
-def _by_id(data_dir: Path) -> tuple[tfds_io.DatasetMeta, dict[str, Counter], dict[tuple[str, str], dict]]:
+def _by_id(data_dir: Path) -> tuple[tfds_meta.DatasetMeta, dict[str, Counter], dict[tuple[str, str], dict]]:
     """A dataset's metadata, its episode ids counted per split, and its episodes by (split, id)."""
-    meta, sources = tfds_io.load(data_dir)
+    meta, sources = tfds_read.load(data_dir)
     counts = {s: Counter(_text(src[i]["episode_id"]) for i in range(len(src))) for s, src in sources.items()}
     episodes = {(s, _text(src[i]["episode_id"])): src[i] for s, src in sources.items() for i in range(len(src))}
     return meta, counts, episodes

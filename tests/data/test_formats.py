@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from teco_jax.data import formats
-from tests.conftest import make_episode, write_episodes
+from tests.helpers.episodes import make_episode, write_episodes
 
 
 def test_reads_npz_layout_with_extras(tmp_path):

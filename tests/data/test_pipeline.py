@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from teco_jax.data import pipeline, tfds_io
+from teco_jax.data import pipeline, tfds_write
 
 
 def _take(it, n):
@@ -88,7 +88,7 @@ def test_code_datasets(tmp_path):
     rng = np.random.default_rng(0)
     episodes = [(f"e{i}", {"codes": rng.integers(0, 1024, (9, 4, 4)).astype(np.int16),
                            "actions": rng.integers(0, 6, (9,)).astype(np.int32)}) for i in range(4)]
-    meta = tfds_io.write_dataset(tmp_path, "codes_toy", {"train": iter(episodes)}, num_actions=6, vocab_size=1024)
+    meta = tfds_write.write_dataset(tmp_path, "codes_toy", {"train": iter(episodes)}, num_actions=6, vocab_size=1024)
     assert (meta.frame_feature, meta.frame_shape, meta.vocab_size) == ("codes", (4, 4), 1024)
     ds, _ = pipeline.make_dataset(tmp_path, "train", seq_len=9, batch_size=4, shuffle=False, num_epochs=1)
     [batch] = list(ds)

@@ -283,9 +283,9 @@ def test_cli_writes_dataset(tmp_path, capsys):
     assert meta["config"]["size"] == 5 and "revisit_fraction" in meta["stats_of_this_run"]
     assert "revisit_fraction" in means and (tmp_path / "sheet.png").exists()
     assert "revisit_fraction" in capsys.readouterr().out
-    from teco_jax.data import tfds_io  # the build keeps the action set meta.json names
+    from teco_jax.data import tfds_write  # the build keeps the action set meta.json names
 
-    built = tfds_io.build_from_episodes(out, tmp_path / "tfds")
+    built = tfds_write.build_from_episodes(out, tmp_path / "tfds")
     assert (built.num_actions, built.action_names, built.num_actions_inferred) == (len(ACTIONS), ACTIONS, False)
 
 

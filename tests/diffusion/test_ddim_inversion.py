@@ -22,7 +22,7 @@ from flax import nnx
 from teco_jax.diffusion import sample as dsample
 from teco_jax.diffusion import schedule as sch
 from teco_jax.models.video_unet import VideoDenoiser
-from tests.diffusion.common import model_config
+from tests.helpers.configs import diffusion_model_config as model_config
 
 B, T, HW, C = 4, 4, 4, 4
 

@@ -13,7 +13,7 @@ from teco_jax import trainer
 from teco_jax.diffusion.world_model import DiffusionWorldModel
 from teco_jax.tasks import base
 from teco_jax.tasks import diffusion as dtask
-from tests.diffusion.common import task_config
+from tests.helpers.configs import diffusion_tiny_config as task_config
 
 
 def test_registered():

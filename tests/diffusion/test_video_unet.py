@@ -9,7 +9,7 @@ from flax import nnx
 
 from teco_jax.models import video_unet
 from teco_jax.models.video_unet import SpatialAttention, VideoDenoiser
-from tests.diffusion.common import model_config
+from tests.helpers.configs import diffusion_model_config as model_config
 
 B, T, HW, C = 2, 5, 4, 4
 

@@ -11,11 +11,9 @@ import pytest
 from eval import benchmark, protocol, report, stats
 from eval.methods import copy_last_frame
 from teco_jax import encode, trainer
-from teco_jax.data import tfds_io
-from tests.diffusion.common import task_config as diffusion_tiny_config
-from tests.tasks.test_teco_task import tiny_config as teco_tiny_config
-from tests.tasks.test_vqgan_task import tiny_config as vqgan_tiny_config
-from tests.test_sample import _save_untrained
+from teco_jax.data import tfds_write
+from tests.helpers.configs import diffusion_tiny_config, teco_tiny_config, vqgan_tiny_config
+from tests.helpers.runs import nine_action_frames, save_untrained
 
 CONTEXT, PREDICT = 8, 4           # more context than the tiny TECO's window of 6 frames
 UNCOND_CONTEXT, UNCOND_PREDICT = 3, 9
@@ -49,14 +47,14 @@ def setup(tmp_path_factory):
         episodes[split] = [_episode(rng) for _ in range(n)]
         for i, ep in enumerate(episodes[split]):
             np.savez(tmp / "src" / split / f"ep_{i:04d}.npz", **ep)
-    tfds_io.build_from_episodes(tmp / "src", tmp / "frames", name="frames32", num_actions=6)
-    _save_untrained(vqgan_tiny_config(tmp / "frames"), tmp / "vqgan")
+    tfds_write.build_from_episodes(tmp / "src", tmp / "frames", name="frames32", num_actions=6)
+    save_untrained(vqgan_tiny_config(tmp / "frames"), tmp / "vqgan")
     encode.encode_dataset(tmp / "vqgan", tmp / "frames", tmp / "codes")
     teco = teco_tiny_config(vqgan_dir="", action_dropout=0.5, vq_vocab=16, vq_embed_dim=8, vq_grid=(16, 16))
-    _save_untrained(trainer.config_replace(teco, **{"data.dir": str(tmp / "codes")}), tmp / "teco")
+    save_untrained(trainer.config_replace(teco, **{"data.dir": str(tmp / "codes")}), tmp / "teco")
     diffusion = diffusion_tiny_config(tmp / "frames", frames=4, vqgan_dir=str(tmp / "vqgan"), latent_dim=8,
                                       latent_grid=(16, 16), latent_mean=(0.0,) * 8, latent_std=(1.0,) * 8)
-    _save_untrained(diffusion, tmp / "diffusion")
+    save_untrained(diffusion, tmp / "diffusion")
     return tmp, episodes["test"][:NUM_VIDEOS]
 
 
@@ -310,7 +308,7 @@ def test_test_set_names_the_count_it_lacks(tmp_path):
     for i in range(3):
         np.savez(tmp_path / "src" / "test" / f"ep_{i}.npz", video=rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8),
                  actions=np.zeros(12, np.int32))
-    tfds_io.build_from_episodes(tmp_path / "src", tmp_path / "frames", name="tiny", num_actions=2)
+    tfds_write.build_from_episodes(tmp_path / "src", tmp_path / "frames", name="tiny", num_actions=2)
     assert TestSet(tmp_path / "frames", "test", 3, 12).actions.shape == (3, 12)
     with pytest.raises(ValueError, match="tiny/test has 3 episodes, fewer than the 1024 videos"):
         TestSet(tmp_path / "frames", "test", 1024, 12)
@@ -331,9 +329,8 @@ def test_fvd_per_group_against_frechet_distance():
 def test_cli_refuses_a_dataset_with_another_action_set(tmp_path, capsys):
     """Checked from the checkpoints' configs, before any model is loaded (there is no checkpoint here)."""
     from teco_jax import checkpoint
-    from tests.test_sample import _nine_action_frames
 
-    data = _nine_action_frames(tmp_path)
+    data = nine_action_frames(tmp_path)
     checkpoint.save_config(tmp_path / "teco", teco_tiny_config())
     checkpoint.save_config(tmp_path / "diffusion", diffusion_tiny_config(data, num_actions=9, use_actions=True))
     capsys.readouterr()  # TFDS's progress bars

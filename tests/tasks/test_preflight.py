@@ -4,13 +4,13 @@ before anything is compiled (no model is built here)."""
 import pytest
 
 from teco_jax import checkpoint
-from teco_jax.data.tfds_io import DatasetMeta
+from teco_jax.data.tfds_meta import DatasetMeta
 from teco_jax.errors import UserError
 from teco_jax.tasks.diffusion import DiffusionTask
 from teco_jax.tasks.teco import TECOTask
-from tests.diffusion.common import task_config as diffusion_config
-from tests.tasks.test_teco_task import tiny_config as teco_config
-from tests.tasks.test_vqgan_task import tiny_config as vqgan_config
+from tests.helpers.configs import diffusion_tiny_config as diffusion_config
+from tests.helpers.configs import teco_tiny_config as teco_config
+from tests.helpers.configs import vqgan_tiny_config as vqgan_config
 
 
 def _meta(**kw) -> DatasetMeta:

@@ -8,26 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from teco_jax import config_base, losses, trainer
+from teco_jax import losses, trainer
 from teco_jax.tasks.vqgan import VQGANTask, to_float
-from tests.conftest import write_episodes
-
-
-def tiny_config(data_dir="", **loss):
-    c = config_base.base()
-    c.task = "vqgan"
-    c.data.dir = str(data_dir)
-    c.data.batch_size = 4
-    c.data.read_threads = 0
-    c.model.update(dict(resolution=32, channels=8, channel_mult=(1, 2), num_res_blocks=1, num_mid_blocks=1,
-                        latent_dim=8, codebook_size=16, code_dim=4, beta=0.25, disc_channels=8, disc_layers=2))
-    c.loss.update(dict(recon="l1", recon_weight=1.0, lpips_net="vgg16", lpips_weight=0.0, gan_weight=0.5,
-                       disc_start=0))
-    c.loss.update(loss)
-    c.train.update(dict(num_steps=3, log_every=1, ckpt_every=3, image_every=3, eval_every=0,
-                        eval_batches=1, eval_batch_size=4))
-    c.lock()
-    return c
+from tests.helpers.configs import teco_tiny_config as teco_config
+from tests.helpers.configs import vqgan_tiny_config as tiny_config
+from tests.helpers.episodes import write_episodes
 
 
 def _grad_fn(task, model, frames):
@@ -62,9 +47,9 @@ def test_gradients_go_to_their_own_objective():
 
 def _train(tmp, train=None, **loss):
     written = write_episodes(tmp / "src", {"train": 8, "test": 4}, size=32, length=4)
-    from teco_jax.data import tfds_io
+    from teco_jax.data import tfds_write
 
-    tfds_io.build_from_episodes(tmp / "src", tmp / "tfds", name="frames32", num_actions=6)
+    tfds_write.build_from_episodes(tmp / "src", tmp / "tfds", name="frames32", num_actions=6)
     cfg = tiny_config(tmp / "tfds", **loss)
     cfg.train.update(train or {})
     state = trainer.Trainer(cfg, tmp / "run").train()
@@ -101,12 +86,12 @@ def test_trains_with_gan_and_lpips(trained):
 
 def test_encode_writes_the_models_codes(vqgan_run):
     from teco_jax import encode
-    from teco_jax.data import pipeline, tfds_io
+    from teco_jax.data import pipeline, tfds_read
 
     tmp, _, written = vqgan_run
     assert encode.main(["--vqgan", str(tmp / "run"), "--data", str(tmp / "tfds"), "--out", str(tmp / "codes"),
                         "--chunk", "3"]) == 0
-    meta, sources = tfds_io.load(tmp / "codes")
+    meta, sources = tfds_read.load(tmp / "codes")
     assert (meta.frame_feature, meta.frame_shape, meta.vocab_size, meta.num_actions) == ("codes", (16, 16), 16, 6)
     assert meta.num_examples == {"train": 8, "test": 4} and meta.vqgan.endswith("run")
     vqgan, _ = encode.load_vqgan(tmp / "run")
@@ -120,7 +105,7 @@ def test_encode_writes_the_models_codes(vqgan_run):
     assert next(iter(ds))["codes"].shape == (2, 4, 16, 16)
     # the same from the episode files directly
     assert encode.main(["--vqgan", str(tmp / "run"), "--data", str(tmp / "src"), "--out", str(tmp / "codes2")]) == 0
-    np.testing.assert_array_equal(tfds_io.load(tmp / "codes2")[1]["test"][0]["codes"], sources["test"][0]["codes"])
+    np.testing.assert_array_equal(tfds_read.load(tmp / "codes2")[1]["test"][0]["codes"], sources["test"][0]["codes"])
 
 
 def test_a_teco_embedding_size_that_contradicts_its_vqgan_is_a_one_line_error(vqgan_run):
@@ -128,7 +113,6 @@ def test_a_teco_embedding_size_that_contradicts_its_vqgan_is_a_one_line_error(vq
     compile."""
     from teco_jax.errors import UserError
     from teco_jax.tasks.teco import TECOTask
-    from tests.tasks.test_teco_task import tiny_config as teco_config
 
     tmp, _, _ = vqgan_run
     task = TECOTask(teco_config(vqgan_dir=str(tmp / "run"), vq_vocab=16, vq_embed_dim=5))
