@@ -6,6 +6,8 @@ setup(
     version="0.1.0",
     description="Temporally Consistent Transformers (TECO) for long video, in JAX/Flax NNX",
     python_requires=">=3.10",
+    # data_gen/ and eval/ are top-level packages (the project's layout, and the `python -m data_gen.maze`
+    # / `python -m eval.benchmark` commands); README, Layout, says to keep the install in its own venv
     packages=find_packages(include=["teco_jax*", "data_gen*", "eval*"]),
     install_requires=[
         "numpy>=1.26,<3",

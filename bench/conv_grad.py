@@ -67,8 +67,7 @@ def main() -> int:
         flops = 2 * args.batch * h * h * 9 * c * d  # one pass (forward, dx or dW)
         grads = {}
         for path in ("xla", "taps", "winograd"):
-            conv.IMPL = path
-            jax.clear_caches()  # the path is read when a function is traced
+            conv.set_impl(path)  # traced anew with this path
 
             def loss(x, w):
                 return jnp.sum(conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn) ** 2)

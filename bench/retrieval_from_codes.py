@@ -6,8 +6,8 @@ A frame transformer of TECO's `:cpu` size (2 layers, width 128, 4 heads, one tok
 reads the VQ-GAN codes of frame t-1 and action a_t at position t and predicts the 64 codes of
 frame t. With `--variant shift` position t also adds (separately embedded) frame t-2 and action
 a_{t-1}: the previous token (a token shift; measured in docs/cpu_world.md and not kept in TECO).
-With `--variant recall` the tokens first pass through `teco_jax.nn.recall.Recall`, the built-in
-induction head that `config.model.recall` gives TECO.
+(A third variant that passed the tokens through a built-in induction head, TECO's former
+`model.recall`, is described with its figures in docs/cpu_world.md, "Recall".)
 Every 250 steps it prints the accuracy on 32 test clips for frames that are new, that repeat
 a frame of the last 16, or that repeat only an older one (as bench/teco_retrieval.py groups
 them), and the swap control of bench/teco_retrieval.py. A transformer that retrieves scores
@@ -27,8 +27,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from teco_jax.data import tfds_io
-from teco_jax.nn.recall import Recall
+from teco_jax.data import tfds_read
 from teco_jax.nn.transformer import Transformer, causal_mask, sinusoidal_positions
 
 NEAR = 16
@@ -79,7 +78,6 @@ class FrameTransformer(nnx.Module):
         self.action = nnx.Embed(num_actions + 1, width, rngs=rngs)
         self.prev_frame = nnx.Embed(positions * vocab, width, rngs=rngs) if shift else None
         self.prev_action = nnx.Embed(num_actions + 1, width, rngs=rngs) if shift else None
-        self.recall = Recall(1, width, width, rngs=rngs) if variant == "recall" else None
         self.start = nnx.Param(0.02 * jax.random.normal(rngs.params(), (width,)))
         self.transformer = Transformer(width, width, 4 * width, 4, layers, rngs=rngs, out_dim=positions * vocab)
 
@@ -93,8 +91,6 @@ class FrameTransformer(nnx.Module):
         if self.prev_frame is not None:
             prev = self._embed(self.prev_frame, codes_BTP[:, :-2]) + self.prev_action(actions_BT[:, 1:-1])
             x = x + jnp.concatenate([jnp.zeros((b, 2, self.width)), prev], axis=1)
-        if self.recall is not None:
-            x = x + self.recall(x[:, :, None])[:, :, 0]
         y = self.transformer(x, mask=causal_mask(t), pos_BLD=sinusoidal_positions(t, self.width)[None])
         return y.reshape(b, t, self.positions, self.vocab)
 
@@ -105,9 +101,9 @@ def main() -> None:
     p.add_argument("--test_data", default=None, help="score on this code dataset's test clips instead "
                    "(same VQ-GAN; e.g. train on a small maze, test on the 7x7 one)")
     p.add_argument("--steps", type=int, default=1500, help="training steps (scores printed every 250)")
-    p.add_argument("--variant", choices=("plain", "shift", "recall"), default="shift",
+    p.add_argument("--variant", choices=("plain", "shift"), default="shift",
                    help="plain: frame t-1 and action a_t at position t; shift: also frame t-2 and a_{t-1} "
-                        "(a token shift); recall: the tokens first pass through nn/recall.Recall (model.recall)")
+                        "(a token shift)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup 200 steps, cosine to lr/10)")
     p.add_argument("--layers", type=int, default=2, help="transformer layers")
     p.add_argument("--width", type=int, default=128, help="transformer width (4 heads, MLP 4x)")
@@ -117,9 +113,9 @@ def main() -> None:
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
 
-    _, splits = tfds_io.load(args.data)
+    _, splits = tfds_read.load(args.data)
     train_codes, train_actions = load(splits["train"])
-    test_codes, test_actions = load((tfds_io.load(args.test_data)[1] if args.test_data else splits)["test"], 32)
+    test_codes, test_actions = load((tfds_read.load(args.test_data)[1] if args.test_data else splits)["test"], 32)
     groups = repeat_groups(test_codes)[:, 1:]
     # The control (as in bench/teco_retrieval.py): the first half of each clip swapped for the
     # next clip's; frames >= NEAR after the middle that repeat a view seen only in the first half

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from teco_jax.data import tfds_io
+from teco_jax.data import tfds_read
 from teco_jax.loading import load_model
 from teco_jax.tasks import base as tasks
 
@@ -46,13 +46,13 @@ def main() -> None:
     model, config = load_model(args.workdir)
     task = tasks.get(config.task)(config)
     constants = jax.tree.map(jnp.asarray, task.constants())
-    _, splits = tfds_io.load(args.data or config.data.dir)
+    _, splits = tfds_read.load(args.data or config.data.dir)
     source = splits["test"]
 
     @jax.jit
     def h_only(codes_BTHW, actions_BT):
         out = task.forward(model, codes_BTHW, actions_BT, jax.random.key(0), constants, drop_rate=0.0, train=False)
-        return model.h_only_codes(out["h"], out["copy"]), out["codes"], out["idx"]
+        return model.h_only_codes(out["h"], out["memory"]), out["codes"], out["idx"]
 
     groups: dict[str, list[float]] = {"repeat, far": [], f"repeat, within {NEAR}": [], "new": []}
     count = min(args.episodes, len(source))

@@ -10,7 +10,7 @@ median step time, peak resident memory (the process's ru_maxrss: parameters, Ada
 activations, XLA's buffers), XLA's temporary buffer size for the step (its activations:
 deterministic, unlike RSS), the model's FLOPs per step and FLOP/s, next to this machine's dense
 float32 matmul FLOP/s measured in the same process. The model's FLOPs are XLA's count for the
-same step with direct convolutions (`conv.IMPL = "xla"`) and without --loss_chunk: the work
+same step with direct convolutions (`conv.set_impl("xla")`) and without --loss_chunk: the work
 done, not what a path spends on it (Winograd spends fewer, recomputation more), so FLOP/s is
 an effective rate. `--conv` takes several convolution paths (teco_jax/nn/conv.py): each is
 compiled, then their steps alternate, so a shared machine's drift falls on all alike.
@@ -116,13 +116,11 @@ def measure(preset: str, rate: float, batch: int, seq_len: int, steps: int, rema
         data, constants = random_batch(tr)
         states = []
         with jax.set_mesh(tr.mesh):
-            conv.IMPL = "xla"  # the model's work: direct convolutions, no loss-chunk loop (XLA counts a body once)
-            jax.clear_caches()
+            conv.set_impl("xla")  # the model's work: direct convolutions, no loss-chunk loop (XLA counts a body once)
             model_flops = (plain or tr).step_fn(data, constants).lower(tr.create_state(), data,
                                                                      constants).cost_analysis()["flops"]
             for impl in convs:
-                conv.IMPL = impl  # read when the step is traced: trace it anew
-                jax.clear_caches()
+                conv.set_impl(impl)  # traced anew with this path
                 compiled, state, compile_s = compile_step(tr, data, constants)
                 states.append(state)
                 rows.append({"rate": rate, "conv": impl, "compiled": compiled, "compile_s": compile_s,

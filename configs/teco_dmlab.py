@@ -14,6 +14,7 @@ config.model.vqgan_dir names one.
 import ml_collections
 
 from teco_jax import config_base
+from teco_jax.models.options import Options
 
 
 def teco_config():
@@ -42,21 +43,9 @@ def teco_config():
     m.n_cond = 1
     m.drop_loss_rate = 0.9
     m.label_smoothing = 0.01
-    m.remat = False  # recompute activations (E, D, transformer blocks) in the backward pass: less memory, more time
-    m.loss_chunk = 0  # > 0: decoder and prior losses over groups of this many frames, recomputed in the backward pass
-    m.z_dropout = 0.0  # not in the paper: P(decoder reads z_t = 0) per training frame (tasks/teco.py)
-    m.recall = False  # not in the paper: built-in induction heads for h_t and the decoder (nn/recall.py)
-    # Not in the paper: the decoder also reads the earlier frames taken nearest the pose the
-    # actions dead-reckon to (teco_jax/pose_memory.py). motion: "" (off), "fit" (each action's
-    # turn and step fitted on the training clips' poses when training starts, then stored in the
-    # run's config) or a table; neighbours: frames read; turn_cost: cells per radian in the pose
-    # distance; radius: the largest distance (cells) that counts as found; min_age: the youngest
-    # frame read (1: frame t - 1 on); latest: also read frame t - 1 in a slot of its own;
-    # fov_degrees: the camera's horizontal field of view (earlier views are turned into the
-    # query's heading by shifting their columns); detect_blocked: a step counts only where the
-    # frame changed (worlds whose walls block steps).
-    m.memory = ml_collections.ConfigDict(dict(motion="", neighbours=2, turn_cost=0.5, radius=1.0, min_age=1,
-                                              latest=False, fov_degrees=70.0, detect_blocked=True))
+    # Not in the paper, all off here: remat, loss_chunk, z_dropout and the memory of earlier
+    # frames (teco_jax/models/options.py documents each and holds their defaults).
+    m.update(Options().as_config())
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,
                                                 choice_temperature=4.5, slide=1, show="sample",
@@ -124,9 +113,6 @@ def cpu(c):
     m.action_dropout = 0.1  # most clips keep their actions: the benchmark is action-conditioned
     # Rollouts read back what h_t alone predicts (show = feedback = "mean", docs/cpu_world.md):
     # the transformer and the memory find places from the frames it reads.
-    # Built-in induction heads (nn/recall.py): the lookup of an earlier view that no TECO
-    # here learned on its own in CPU time (docs/cpu_world.md, "Recall").
-    m.recall = True
     # Pose memory (teco_jax/pose_memory.py): the decoder also reads the earlier frames taken at
     # the pose the actions lead to, so a rollout finds known places again after a view it got
     # wrong (docs/cpu_world.md, "Pose memory"). The motion per action is fitted on the training
@@ -149,11 +135,9 @@ def smooth(c):
     of a place out), each turned into frame t's heading, with their relative poses; the decoder
     corrects the near views. Steps are never blocked in that world (the fit prints that every
     step of every action moved), so an unchanged generated frame does not stop the dead
-    reckoning. The view-keyed recall is off: its keys need views that repeat (docs/cpu_world.md,
-    "Pose memory")."""
+    reckoning (docs/cpu_world.md, "Pose memory")."""
     c = cpu(c)
     m = c.model
-    m.recall = False
     m.memory.update(dict(min_age=8, latest=True, detect_blocked=False))
     return c
 

@@ -245,13 +245,8 @@ def run(args: argparse.Namespace) -> dict:
     """The whole check, printed as it goes; returns the results (what --out writes)."""
     start = time.perf_counter()
     overrides = CPU_SMALL_OVERRIDES if args.cpu_small else {}
-    impl = conv.IMPL
-    if args.cpu_small:
-        conv.IMPL = "xla"  # read when a step is traced; restored below
-    try:
+    with conv.use("xla" if args.cpu_small else conv.impl()):
         results = _check(args, overrides)
-    finally:
-        conv.IMPL = impl
     results["total_s"] = time.perf_counter() - start
     print(f"\ntotal {results['total_s']:.0f} s", flush=True)
     return results
@@ -272,7 +267,7 @@ def _check(args: argparse.Namespace, overrides: dict) -> dict:
               f"jax {jax.__version__})")
         print(f"config: {args.config}{' (paper size)' if ':' not in args.config else ''}"
               f"{' with ' + ', '.join(f'{k}={v}' for k, v in overrides.items()) if overrides else ''}"
-              f"; convolutions: teco_jax.nn.conv.IMPL = {conv.IMPL!r}")
+              f"; convolutions: teco_jax.nn.conv path {conv.impl()!r}")
         print(f"        dtype {args.dtype}, seq_len {cfg.data.seq_len}, code grid {tuple(cfg.model.vq_grid)}, "
               f"DropLoss {cfg.model.drop_loss_rate}, {params:,} parameters; random weights and codes")
         print(f"FLOPs per step: {FLOPS_SOURCE}")
@@ -283,7 +278,7 @@ def _check(args: argparse.Namespace, overrides: dict) -> dict:
         rows = train_steps(tr, args.batch_sizes, args.steps, peak)
         results = {"device_kind": device.device_kind, "platform": device.platform, "jax": jax.__version__,
                    "config": args.config, "overrides": overrides, "dtype": args.dtype, "seq_len": cfg.data.seq_len,
-                   "parameters": params, "conv": conv.IMPL, "flops_source": FLOPS_SOURCE, "peak_flops": peak,
+                   "parameters": params, "conv": conv.impl(), "flops_source": FLOPS_SOURCE, "peak_flops": peak,
                    "mfu_note": peak_note, "train_step": rows, "rollout": None}
         if args.rollout_frames:
             context = args.rollout_context or max(1, cfg.data.seq_len // 4)

@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from teco_jax import config_base
 from teco_jax.config_base import parse_flags
-from teco_jax.tasks.teco import TECOTask, take_frames
+from teco_jax.nn.util import take_frames
+from teco_jax.tasks.teco import TECOTask
 from teco_jax.trainer import config_replace
 
 FRAMES, GRID, PALETTE, VOCAB = 6, 8, 4, 8

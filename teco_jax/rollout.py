@@ -156,11 +156,11 @@ def _check_modes(sampler: Sampler) -> None:
 
 
 def _decode_frame(model: TECO, vq_embeddings: jax.Array, h_BhwD: jax.Array, prev_track_BHW: jax.Array,
-                  key: jax.Array, sampler: Sampler, copy_BHWE: jax.Array | None = None):
+                  key: jax.Array, sampler: Sampler, memory_BHWC: jax.Array | None = None):
     """(z_t the next step reads, the shown frame's VQ-GAN codes, the kept frame's codes) from h_t
-    (and, with model.recall, the recalled frame)."""
+    (and, with model.memory, its map of earlier frames)."""
     b, gh, gw, d = h_BhwD.shape
-    decode = lambda z: jnp.argmax(model.decoder(z, h_BhwD, copy_BHWE), axis=-1).astype(jnp.int32)  # noqa: E731
+    decode = lambda z: jnp.argmax(model.decoder(z, h_BhwD, memory_BHWC), axis=-1).astype(jnp.int32)  # noqa: E731
     mean = decode(jnp.zeros_like(h_BhwD)) if "mean" in (sampler.show, sampler.feedback) else None
     if sampler.show == "sample":
         z_codes = sampler.sample(model.prior, h_BhwD.reshape(b, gh * gw, d), key).reshape(b, gh, gw)
@@ -196,14 +196,15 @@ def temporal_step(model: TECO, state: RolloutState, action: jax.Array,
     return t.untokens(y[:, None])[:, 0], cache, actions
 
 
-def recalled_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actions: jax.Array
-                ) -> jax.Array | None:
-    """With model.recall or model.memory, the earlier frames the decoder reads (B, H, W, C) for the
-    slot state.length, read from the kept frames of the window (slots after it are masked); None
-    without."""
-    if not model.decoder.reads_earlier_frames:
+def memory_at(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actions: jax.Array
+              ) -> jax.Array | None:
+    """With model.memory, the map of earlier frames the decoder reads (B, H, W, C) for the slot
+    state.length, from the kept frames of the window (slots after it are masked); None without.
+    Its cost per step is one pass over the window's poses and a gather of K frames: linear in
+    the window, like the cached attention's."""
+    if model.memory is None:
         return None
-    return model.recalled(actions, jnp.take(vq_embeddings, state.codes, axis=0), at=state.length)
+    return model.earlier_frames(actions, jnp.take(vq_embeddings, state.codes, axis=0), at=state.length)
 
 
 def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, action: jax.Array, key: jax.Array,
@@ -221,8 +222,8 @@ def next_frame(model: TECO, vq_embeddings: jax.Array, state: RolloutState, actio
     length = state.length
     h_t, cache, actions = temporal_step(model, state, action, cached)
     prev_track = jax.lax.dynamic_index_in_dim(state.codes, length - 1, axis=1, keepdims=False)
-    copy_t = recalled_at(model, vq_embeddings, state, actions)
-    z_t, shown, track = _decode_frame(model, vq_embeddings, h_t, prev_track, key, sampler, copy_t)
+    memory_t = memory_at(model, vq_embeddings, state, actions)
+    z_t, shown, track = _decode_frame(model, vq_embeddings, h_t, prev_track, key, sampler, memory_t)
     z = jax.lax.dynamic_update_slice_in_dim(state.z, z_t[:, None].astype(state.z.dtype), length, axis=1)
     all_codes = jax.lax.dynamic_update_slice_in_dim(state.codes, track[:, None], length, axis=1)
     return RolloutState(cache=cache, z=z, actions=actions, codes=all_codes, length=length + 1), shown

@@ -9,7 +9,9 @@
 Resuming may change only the keys in RESUMABLE (how long and how to train, where the
 data is, the mesh); any other changed key would change the model, its parameters or
 the data order, so the trainer refuses it in one line, before it writes anything. Keys
-the stored config lacks (added to the code since the run began) take their defaults.
+the stored config lacks (added to the code since the run began) take their defaults; keys
+the code no longer has (switches measured and retired) are ignored where the run had them
+off, and refused where it had them on.
 
 Paths in config.json are absolute: `data.dir` and `model.vqgan_dir` are resolved against
 the directory the trainer was started from, so the workdir works from any directory.
@@ -112,6 +114,12 @@ def check_resume(workdir: Path | str, config: ml_collections.ConfigDict) -> dict
     for key, (old, new) in changes.items():
         if old == MISSING:  # a key added to the code after this run started: its default applies
             continue
+        if new == MISSING:  # a switch the code no longer has: fine if the run had it off
+            if old in (False, 0, 0.0, "", None):
+                continue
+            raise WorkdirError(f"{workdir} was trained with {key}={json.dumps(old)}, a setting this version of "
+                               f"teco_jax no longer has (measured and retired: docs/cpu_world.md); resume it with "
+                               f"the version that trained it, or start a new --workdir")
         if not resumable(key):
             raise WorkdirError(
                 f"{workdir} was trained with {key}={json.dumps(old)}; this run sets {key}={json.dumps(new)}. "

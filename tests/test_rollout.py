@@ -8,7 +8,8 @@ from flax import nnx
 
 from teco_jax import rollout
 from teco_jax.tasks import teco as teco_task
-from tests.tasks.test_teco_task import MEMORY, V, tiny_config
+from tests.helpers.configs import MEMORY, V
+from tests.helpers.configs import teco_tiny_config as tiny_config
 
 
 def _model_and_table(**model):
@@ -58,12 +59,12 @@ def _reference_rollout(model, table, context, actions, window, slide, sampler):
         a_win = model.embed_actions(actions[:, start:t + 1])
         h_t = model.temporal(z_win, a_win)[:, -1]
         e_win = table[jnp.stack(codes[start:t] + [codes[-1]], axis=1)]  # the last slot: unseen, like z
-        copy = model.recalled(actions[:, start:t + 1], e_win)  # model.recall: the earlier frame h_t's input matched
+        memory = model.earlier_frames(actions[:, start:t + 1], e_win)  # model.memory: earlier frames near frame t
         gh, gw, d = h_t.shape[1:]
         z_codes = sampler.sample(model.prior, h_t.reshape(b, gh * gw, d), jax.random.key(0)).reshape(b, gh, gw)
         z_t = model.codebook.lookup(z_codes).astype(h_t.dtype)
         zs.append(z_t)
-        codes.append(jnp.argmax(model.decoder(z_t, h_t, None if copy is None else copy[:, -1]),
+        codes.append(jnp.argmax(model.decoder(z_t, h_t, None if memory is None else memory[:, -1]),
                                 axis=-1).astype(jnp.int32))
     return jnp.stack(codes, axis=1)
 
@@ -71,11 +72,11 @@ def _reference_rollout(model, table, context, actions, window, slide, sampler):
 @pytest.mark.parametrize("slide, switches", [(1, False), (2, True)])
 def test_sliding_past_the_window_matches_a_from_scratch_reference(model_and_table, slide, switches):
     """10 frames through a window of 5 (2 context): the cached rollout equals the written-out
-    reference, for the exact sliding window, and for sliding 2 frames at a time with each
-    temporal token reading the previous one and what followed its earlier matches
-    (model.recall, model.memory). The sampler is greedy and key-free (confidence,
-    temperatures 0), so any difference comes from h_t."""
-    model, table = (_model_and_table(recall=True, memory=MEMORY) if switches
+    reference, for the exact sliding window, and for sliding 2 frames at a time with the
+    decoder reading the earlier frames nearest the dead-reckoned pose (model.memory). The
+    sampler is greedy and key-free (confidence, temperatures 0), so any difference comes from
+    h_t and the memory."""
+    model, table = (_model_and_table(memory=MEMORY) if switches
                     else model_and_table)
     rng = np.random.default_rng(3)
     context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
@@ -237,3 +238,4 @@ def test_no_feedback_is_one_teacher_forced_pass_with_the_generated_inputs_zeroed
     fed_back = rollout.rollout(model, table, context, actions, jax.random.key(5), num_frames=7, window=7,
                                sampler=sampler.override(feedback="shown"))
     assert not np.array_equal(np.asarray(fed_back), np.asarray(got))
+

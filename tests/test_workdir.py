@@ -14,7 +14,7 @@ import pytest
 from teco_jax import checkpoint, trainer
 from teco_jax import workdir as wd
 from teco_jax.errors import UserError
-from tests.toy_task import toy_config
+from tests.helpers.toy_task import toy_config
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -150,7 +150,7 @@ def test_a_second_trainer_on_a_held_workdir_exits_at_once(tfds_dir, trained):
         before = _snapshot(trained)
         before.pop(wd.LOCK_FILE)
         t0 = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "teco_jax.train", f"--config=tests/toy_task.py:{tfds_dir}",
+        out = subprocess.run([sys.executable, "-m", "teco_jax.train", f"--config=tests/helpers/toy_task.py:{tfds_dir}",
                               f"--workdir={trained}", "--config.train.num_steps=4"], cwd=REPO, env=ENV,
                              capture_output=True, text=True, timeout=300)
         elapsed = time.monotonic() - t0
@@ -170,7 +170,7 @@ def test_a_second_trainer_on_a_held_workdir_exits_at_once(tfds_dir, trained):
 # ------------------------------------------------------------------------------ CLI one-liners
 def test_cli_bad_resume_is_one_line(tfds_dir, trained):
     before = _snapshot(trained)
-    out = subprocess.run([sys.executable, "-m", "teco_jax.train", f"--config=tests/toy_task.py:{tfds_dir}",
+    out = subprocess.run([sys.executable, "-m", "teco_jax.train", f"--config=tests/helpers/toy_task.py:{tfds_dir}",
                           f"--workdir={trained}", "--config.model.width=64"], cwd=REPO, env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
@@ -209,7 +209,7 @@ def test_cli_accepts_a_saved_config_json(tmp_path):
 
 
 def test_cli_missing_data_dir_is_one_line(tfds_dir, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "teco_jax.train", f"--config=tests/toy_task.py:{tfds_dir}",
+    out = subprocess.run([sys.executable, "-m", "teco_jax.train", f"--config=tests/helpers/toy_task.py:{tfds_dir}",
                           f"--workdir={tmp_path / 'run'}", f"--config.data.dir={tmp_path / 'nowhere'}"], cwd=REPO,
                          env=ENV, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
@@ -223,3 +223,20 @@ def test_keys_added_to_the_code_since_a_run_began_take_their_defaults(tfds_dir, 
     (trained / "config.json").write_text(json.dumps(stored))
     changes = wd.check_resume(trained, toy_config(tfds_dir, num_steps=3))
     assert changes["optim.clip_norm"] == (wd.MISSING, 0.0)
+
+
+def test_a_switch_the_code_retired_is_ignored_when_it_was_off_and_refused_when_on(tfds_dir, trained):
+    path = trained / "config.json"
+    original = path.read_text()
+    try:
+        stored = json.loads(original)
+        stored["model"]["retired_switch"] = False  # as if the run predated its removal, with it off
+        path.write_text(json.dumps(stored))
+        changes = wd.check_resume(trained, toy_config(tfds_dir, num_steps=3))
+        assert changes["model.retired_switch"] == (False, wd.MISSING)
+        stored["model"]["retired_switch"] = True  # on: the model it trained is not this code's
+        path.write_text(json.dumps(stored))
+        with pytest.raises(wd.WorkdirError, match=r"model.retired_switch=true, a setting this version .* no longer"):
+            wd.check_resume(trained, toy_config(tfds_dir, num_steps=3))
+    finally:
+        path.write_text(original)

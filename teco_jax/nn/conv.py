@@ -1,6 +1,7 @@
 """A drop-in `lax.conv_general_dilated` that is fast on XLA:CPU.
 
-Which way a convolution is computed is chosen per call from `IMPL`:
+Which way a convolution is computed is chosen per call from the path set with `use` (a
+context manager) or `set_impl`, "auto" unless changed:
 
 - "winograd": a 2-D 3x3 stride-1 convolution as Winograd's minimal filtering F(2x2, 3x3)
   (Lavin & Gray 2016): each 4x4 input tile (stride 2) and the kernel are taken to a 4x4
@@ -23,6 +24,10 @@ Which way a convolution is computed is chosen per call from `IMPL`:
   checkpoint are bit for bit what they were before this module. Other backends: "xla"
   (cuDNN picks its own algorithms).
 
+The path is read when a function is traced, so `use` and `set_impl` clear JAX's caches of
+compiled functions: a function jitted before the change is traced anew with the new path,
+never silently kept on the old one. `impl()` says which path is set.
+
 `python bench/conv_grad.py` measures the three on the TECO encoder's shapes.
 
 Dimension keys: N batch, S spatial positions (any number of spatial axes), C input
@@ -33,6 +38,7 @@ N frames (h x w per frame).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import jax
@@ -40,8 +46,34 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-IMPL = "auto"  # "auto" | "winograd" | "taps" | "xla": see the module docstring
 IMPLS = ("auto", "winograd", "taps", "xla")
+_impl = "auto"  # set through set_impl / use
+
+
+def impl() -> str:
+    """The path convolutions take when traced: one of IMPLS."""
+    return _impl
+
+
+def set_impl(name: str) -> None:
+    """Take path `name` from now on; functions compiled before are traced anew (jax.clear_caches)."""
+    global _impl
+    if name not in IMPLS:
+        raise ValueError(f"teco_jax.nn.conv path {name!r}: must be one of {IMPLS}")
+    if name != _impl:
+        _impl = name
+        jax.clear_caches()
+
+
+@contextlib.contextmanager
+def use(name: str):
+    """`with conv.use("xla"): ...` takes path `name` inside the block and restores the previous after."""
+    old = _impl
+    set_impl(name)
+    try:
+        yield
+    finally:
+        set_impl(old)
 
 # F(2x2, 3x3): the kernel transform G (4x3); the input transform B^T and output transform A^T
 # are written out as adds and subtracts in _tiles_1d and _untile_1d.
@@ -63,9 +95,7 @@ def _channels_last(lhs_ndim: int, dimension_numbers) -> bool:
 def _choose(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
             batch_group_count, padding) -> str:
     """The path for one call: "winograd", "taps" or "xla" (see the module docstring)."""
-    if IMPL not in IMPLS:
-        raise ValueError(f"teco_jax.nn.conv.IMPL = {IMPL!r}: must be one of {IMPLS}")
-    if IMPL == "xla" or (IMPL == "auto" and jax.default_backend() != "cpu"):
+    if _impl == "xla" or (_impl == "auto" and jax.default_backend() != "cpu"):
         return "xla"
     ones = (1,) * (lhs.ndim - 2)
     if not (tuple(window_strides) == ones
@@ -75,7 +105,7 @@ def _choose(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numb
         return "xla"
     winograd_ok = (lhs.ndim == 4 and rhs.shape[:2] == (3, 3) and all(lo >= 0 and hi >= 0 for lo, hi in padding))
     big = min(rhs.shape[-2:]) >= WINOGRAD_MIN_CHANNELS
-    if IMPL == "winograd" or (IMPL == "auto" and big and lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32):
+    if _impl == "winograd" or (_impl == "auto" and big and lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32):
         return "winograd" if winograd_ok else "taps"
     return "taps"
 
@@ -183,7 +213,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     if path == "xla":
         return forward(lhs, rhs)
     if path == "winograd" and out_sharding is None:  # (an explicit output sharding: the taps' XLA forward keeps it)
-        return _winograd(lhs, rhs, pads, precision, preferred_element_type, primal=forward if IMPL == "auto" else None)
+        return _winograd(lhs, rhs, pads, precision, preferred_element_type, primal=forward if _impl == "auto" else None)
 
     def taps_grads(x, w, dy):
         _, input_grad = jax.vjp(lambda x_: forward(x_, w), x)  # XLA's own: fast, and dropped when unused

@@ -35,6 +35,11 @@ def shift_right(x_BT: jax.Array) -> jax.Array:
 
 
 @nnx.remat
+def take_frames(x_BT: jax.Array, idx_Bn: jax.Array) -> jax.Array:
+    """x[b, idx[b, i]] for every b, i: (B, T, ...) -> (B, n, ...)."""
+    return jnp.take_along_axis(x_BT, idx_Bn.reshape(idx_Bn.shape + (1,) * (x_BT.ndim - 2)), axis=1)
+
+
 def _remat_apply(module: nnx.Module, *args):
     return module(*args)
 

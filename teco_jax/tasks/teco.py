@@ -5,6 +5,10 @@ of a frame and averages over frames; L_prior is the mean cross-entropy over mask
 tokens times the N tokens of a frame. DropLoss runs the decoder and the prior only on a
 per-example subset of frames drawn without replacement from [n_cond, T).
 
+Not in the paper, and off in its presets (models/options.py): z_dropout, and the memory's map
+of earlier frames that the decoder reads with config.model.memory (models/memory.py; its
+motion "fit" is resolved before training, tasks/motion_fit.py). Evaluation: tasks/teco_eval.py.
+
 Dimension keys: B batch, T frames, n frames kept by DropLoss, H/W VQ-GAN grid, h/w TECO
 grid, V VQ-GAN vocabulary, E VQ-GAN embedding dim, D TECO embedding dim.
 """
@@ -17,17 +21,20 @@ from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
-from teco_jax import config_base, losses, pose_memory
+from teco_jax import config_base, losses
 from teco_jax.compat import vqgan_dir_of
 from teco_jax.errors import UserError
 from teco_jax.loading import load_vqgan
 from teco_jax.models.maskgit import mask_tokens
+from teco_jax.models.options import Options
 from teco_jax.models.teco import TECO
-from teco_jax.nn.util import count_params
-from teco_jax.tasks import base
+from teco_jax.nn.util import count_params, take_frames
+from teco_jax.tasks import base, teco_eval
+from teco_jax.tasks.motion_fit import fit_motion
 
 
 def drop_loss_indices(key: jax.Array, batch: int, num_frames: int, n_cond: int, rate: float) -> jax.Array:
@@ -71,8 +78,8 @@ def frame_loss_sums(model: TECO, frames: dict[str, jax.Array], label_smoothing: 
     prior's activations, the largest tensors of a step without DropLoss, then exist for one
     group at a time. The sums are the same up to float rounding."""
     def sums(f):
-        copy = f["copy"][None] if "copy" in f else None
-        logits = model.decode_logits(f["z"][None], f["h"][None], copy)[0]
+        memory = f["memory"][None] if "memory" in f else None
+        logits = model.decode_logits(f["z"][None], f["h"][None], memory)[0]
         valid = f["valid"].astype(jnp.float32)[:, None, None]
         ce = losses.cross_entropy_per_position(logits, f["codes"], label_smoothing)
         correct = (jnp.argmax(logits, axis=-1) == f["codes"]).astype(jnp.float32)
@@ -91,9 +98,16 @@ def frame_loss_sums(model: TECO, frames: dict[str, jax.Array], label_smoothing: 
     return jax.tree.map(jnp.sum, jax.lax.map(jax.checkpoint(sums), groups))
 
 
-def take_frames(x_BT: jax.Array, idx_Bn: jax.Array) -> jax.Array:
-    """x[b, idx[b, i]] for every b, i: (B, T, ...) -> (B, n, ...)."""
-    return jnp.take_along_axis(x_BT, idx_Bn.reshape(idx_Bn.shape + (1,) * (x_BT.ndim - 2)), axis=1)
+def own_predictions(model: TECO, vq_embeddings, h_BThwD, memory_BTHWC, e_BTHWE, key, rate: float, n_cond: int):
+    """The frames the memory reads in training with memory.own_rate > 0: each frame >= n_cond is,
+    with probability `rate`, replaced by the model's own teacher-forced h_t-alone prediction of it
+    (argmax D(0, h_t, memory_t), no gradient), as the frames a rollout remembers are its own
+    predictions. Not in the paper. (B, T, H, W, E)."""
+    codes = jax.lax.stop_gradient(model.h_only_codes(jax.lax.stop_gradient(h_BThwD), memory_BTHWC))
+    own = jnp.take(vq_embeddings, codes, axis=0).astype(e_BTHWE.dtype)
+    b, t = codes.shape[:2]
+    pick = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t) >= n_cond)[None]
+    return jnp.where(pick[:, :, None, None, None], own, e_BTHWE)
 
 
 def vq_embedding_table(vqgan_dir: str | Path) -> np.ndarray:
@@ -108,36 +122,17 @@ class TECOTask(base.Task):
     name = "teco"
     batch_keys = ("codes", "actions")
 
-    def __init__(self, config):
-        super().__init__(config)
-        memory = config.model.get("memory", None)
-        if memory is not None and memory.motion == "fit":
-            self._fit_motion()
-
-    def _fit_motion(self, max_clips: int = 256) -> None:
-        """config.model.memory.motion = "fit": fit each action's motion on the training clips'
-        poses (pose_memory.Motion.fit) and write it into the config, which the run stores.
-        Without a dataset (a dry run) it stays "fit", and the model refuses to run."""
-        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
-
-        where = self.config.data.get("dir", "")
-        if not where or where == "random" or not Path(where).exists():
+    def resolve(self, stored: ml_collections.ConfigDict | None) -> None:
+        """config.model.memory.motion = "fit": the table of the resumed run (`stored`, its config),
+        or one fitted on the training data (tasks/motion_fit.py). Either is written into the
+        config, which the run stores."""
+        memory = self.config.model.get("memory", None)
+        if memory is None or memory.motion != "fit":
             return
-        _, sources = tfds_io.load(where)
-        if "train" not in sources:
-            raise UserError(f"config.model.memory.motion='fit' fits on the train split, and {where} has none")
-        src, t = sources["train"], int(self.config.data.seq_len)
-        clips = [src[i] for i in range(min(max_clips, len(src)))]
-        if "pose" not in clips[0]:
-            raise UserError(f"config.model.memory.motion='fit' fits each action's motion on the training clips' "
-                            f"poses, and {where} has no `pose` feature: give the motion as a table "
-                            f"(config.model.memory.motion='turn=...;forward=...;left=...') or set it to ''")
-        actions = np.stack([np.asarray(c["actions"])[:t] for c in clips])
-        poses = np.stack([np.asarray(c["pose"])[:t] for c in clips])
-        motion, rate = pose_memory.Motion.fit(actions, poses, int(self.config.model.num_actions))
-        print(f"model.memory.motion fitted on {len(clips)} training clips of {where}: {motion} (steps that moved "
-              f"per action: {', '.join(f'{r:.2f}' for r in rate)})")
-        self.config.model.memory.motion = str(motion)
+        kept = Options.of(stored.model).memory.motion if stored is not None else ""
+        fitted = kept if kept not in ("", "fit") else fit_motion(self.config)
+        if fitted:
+            memory.motion = fitted
 
     def build_model(self, rngs: nnx.Rngs) -> TECO:
         return TECO(self.config.model, rngs=rngs, dtype=config_base.compute_dtype(self.config))
@@ -145,13 +140,13 @@ class TECOTask(base.Task):
     def preflight(self, data_meta) -> None:
         """The code dataset against config.model: codes, vocabulary, code grid, actions, its VQ-GAN;
         and the model's own settings that no dataset can catch."""
-        for key in ("z_dropout", "action_dropout"):
-            rate = self.config.model.get(key, 0.0)
-            if not 0.0 <= rate <= 1.0:
-                raise UserError(f"config.model.{key}={rate!r}: it is a probability, between 0 and 1")
+        Options.of(self.config.model)  # typed, and checked
+        rate = self.config.model.action_dropout
+        if not 0.0 <= rate <= 1.0:
+            raise UserError(f"config.model.action_dropout={rate!r}: it is a probability, between 0 and 1")
         if data_meta is None:
             return
-        from teco_jax.data import tfds_io  # deferred: tensorflow_datasets takes seconds to import
+        from teco_jax.data import tfds_meta  # deferred: tensorflow_datasets takes seconds to import
 
         m, where = self.config.model, self.config.data.dir
         base.check_frame_feature(self.config, data_meta, "codes", "TECO", f"encode them first (python -m "
@@ -166,7 +161,7 @@ class TECOTask(base.Task):
             raise UserError(f"config.model.vq_grid={grid}, but the code dataset {where} has code grids of "
                             f"{tuple(data_meta.frame_shape)}: set config.model.vq_grid={tuple(data_meta.frame_shape)}")
         if m.use_actions:
-            tfds_io.check_actions(data_meta, int(m.num_actions), "config.model.num_actions", data_dir=where)
+            tfds_meta.check_actions(data_meta, int(m.num_actions), "config.model.num_actions", data_dir=where)
         self._check_recorded_vqgan(data_meta.vqgan)
 
     def _check_recorded_vqgan(self, recorded: str) -> None:
@@ -228,17 +223,22 @@ class TECOTask(base.Task):
         z, vq = model.encode(e)
         a_emb = model.embed_actions(actions_BT)
         h = model.temporal(z, a_emb)
-        copy = model.recalled(actions_BT, e)
+        memory = model.earlier_frames(actions_BT, e)
+        own_rate = Options.of(m).memory.own_rate
+        if train and memory is not None and own_rate > 0:
+            e_mem = own_predictions(model, constants["vq_embeddings"], h, memory, e, jax.random.fold_in(key, 2),
+                                    own_rate, m.n_cond)
+            memory = model.earlier_frames(actions_BT, e_mem)
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
         h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
-        copy_n = None if copy is None else take_frames(copy, idx)
+        memory_n = None if memory is None else take_frames(memory, idx)
         zcodes_n = take_frames(vq["codes"], idx - m.n_cond)
-        if train and m.get("z_dropout", 0.0) > 0:  # the decoder must then read the frame off h_t alone
+        if train and Options.of(m).z_dropout > 0:  # the decoder must then read the frame off h_t alone
             z_n = z_dropout(jax.random.fold_in(key, 1), z_n, m.z_dropout)
-        out = dict(idx=idx, h=h_n, z=z_n, z_codes=zcodes_n, codes=codes_n, vq=vq, key=k_prior, copy=copy_n)
+        out = dict(idx=idx, h=h_n, z=z_n, z_codes=zcodes_n, codes=codes_n, vq=vq, key=k_prior, memory=memory_n)
         if decode:
-            out["logits"] = model.decode_logits(z_n, h_n, copy_n)
+            out["logits"] = model.decode_logits(z_n, h_n, memory_n)
         return out
 
     def prior_condition(self, out: dict) -> jax.Array:
@@ -256,9 +256,9 @@ class TECOTask(base.Task):
         flat = lambda x: x.reshape((b * n,) + x.shape[2:])  # noqa: E731
         frames = dict(z=flat(out["z"]), h=flat(out["h"]), codes=flat(out["codes"]), tokens=tokens, masked=masked,
                       mask=mask, cond=cond.reshape(b * n, n_tok, cond.shape[-1]))
-        if out["copy"] is not None:
-            frames["copy"] = flat(out["copy"])
-        sums = frame_loss_sums(model, frames, m.label_smoothing, int(m.get("loss_chunk", 0)))
+        if out["memory"] is not None:
+            frames["memory"] = flat(out["memory"])
+        sums = frame_loss_sums(model, frames, m.label_smoothing, Options.of(m).loss_chunk)
         hw = out["codes"].shape[-2] * out["codes"].shape[-1]
         positions = b * n * hw
         masked_count = jnp.maximum(jnp.sum(mask.astype(jnp.float32)), 1.0)
@@ -272,16 +272,8 @@ class TECOTask(base.Task):
 
     # ----------------------------------------------------------- evaluation
     def evaluate(self, model, batches: Iterator[dict[str, np.ndarray]], constants) -> dict[str, float]:
-        """Teacher-forced metrics on test clips (all frames >= n_cond, no DropLoss):
-        recon_acc: D(z_t from the posterior, h_t) vs the true codes;
-        next_frame_acc: D(z_t predicted by the prior, decoded greedily, h_t) vs the true codes;
-        h_only_acc: D(0, h_t) vs the true codes (what sampler.show = "mean" shows);
-        copy_prev_acc: the previous frame's codes as the prediction (baseline)."""
-        rows = []
-        for batch in batches:
-            out = _eval_batch(self, model, jnp.asarray(batch["codes"]), jnp.asarray(batch["actions"]), constants)
-            rows.append({k: float(v) for k, v in out.items()})
-        return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+        """Teacher-forced metrics on test clips (tasks/teco_eval.py)."""
+        return teco_eval.evaluate(self, model, batches, constants)
 
     def describe(self, model) -> dict[str, int]:
         parts = {
@@ -291,11 +283,8 @@ class TECOTask(base.Task):
             "maskgit prior": [model.prior],
             "decoder (D)": [model.decoder],
         }
-        if model.frame_recall is not None:
-            parts["frame recall (model.recall)"] = [model.frame_recall]
-        if model.decoder.reads_earlier_frames:
-            parts["  of which the input of earlier frames (model.recall, model.memory)"] = [
-                m for m in (model.decoder.recall_in, model.decoder.memory_in) if m is not None]
+        if model.decoder.memory_in is not None:
+            parts["  of which the memory reader (model.memory)"] = [model.decoder.memory_in]
         counts = {k: sum(_count(p) for p in v) for k, v in parts.items()}
         counts["total (excluding the VQ-GAN)"] = count_params(model)
         return counts
@@ -303,44 +292,3 @@ class TECOTask(base.Task):
 
 def _count(part) -> int:
     return count_params(part) if isinstance(part, nnx.Module) else int(np.prod(part.shape))
-
-
-@nnx.jit(static_argnums=(0,))
-def _eval_batch(task: TECOTask, model: TECO, codes, actions, constants):
-    m = task.config.model
-    out = task.forward(model, codes, actions, jax.random.key(0), constants, drop_rate=0.0, train=False)
-    h = out["h"]
-    b, n = h.shape[:2]
-    n_tok = h.shape[-3] * h.shape[-2]
-    # The prior's deterministic best guess: MaskGIT's confidence schedule, argmax at every step.
-    greedy = model.prior.sample_confidence(h.reshape(b * n, n_tok, h.shape[-1]), jax.random.key(1),
-                                           steps=m.sampling.confidence_steps, temperature=0.0,
-                                           choice_temperature=0.0)
-    z_pred = model.codebook.lookup(greedy.reshape(out["z_codes"].shape)).astype(h.dtype)
-    pred_codes = jnp.argmax(model.decode_logits(z_pred, h, out["copy"]), axis=-1)
-    truth = out["codes"]
-    prev = take_frames(codes, out["idx"] - 1)
-    h_only = model.h_only_codes(h, out["copy"])
-    return {"recon_acc": jnp.mean(jnp.argmax(out["logits"], -1) == truth),
-            "next_frame_acc": jnp.mean(pred_codes == truth),
-            "h_only_acc": jnp.mean(h_only == truth),
-            "copy_prev_acc": jnp.mean(prev == truth),
-            "recon_ce": losses.cross_entropy_with_label_smoothing(out["logits"], truth, 0.0),
-            **_open_loop_accuracy(model, codes, task.conditioning_actions(model, actions, None, train=False), constants)}
-
-
-def _open_loop_accuracy(model: TECO, codes_BTHW, actions_BT, constants) -> dict[str, jax.Array]:
-    """Over the second half of each clip, predicted from the first half and the actions alone
-    (the inputs of the second half zeroed, as sampler.feedback = "none" rolls out):
-    open_loop_acc of argmax D(0, h_t), and copy_last_acc of the first half's last frame."""
-    t = codes_BTHW.shape[1]
-    half = t // 2
-    e = jnp.take(constants["vq_embeddings"], codes_BTHW, axis=0)
-    z, _ = model.encode(e)
-    z = z.at[:, half:].set(0)
-    a_emb = model.embed_actions(actions_BT)
-    h = model.temporal(z, a_emb)[:, half:]
-    copy = model.recalled(actions_BT, e.at[:, half:].set(0))  # the second half unseen, like z
-    pred = model.h_only_codes(h, None if copy is None else copy[:, half:])
-    truth = codes_BTHW[:, half:]
-    return {"open_loop_acc": jnp.mean(pred == truth), "copy_last_acc": jnp.mean(codes_BTHW[:, half - 1:half] == truth)}

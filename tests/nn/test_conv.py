@@ -11,12 +11,8 @@ from teco_jax.nn import conv, layers
 
 
 def _with(impl, fn, *args):
-    old, conv.IMPL = conv.IMPL, impl
-    jax.clear_caches()  # the path is read when a function is traced: trace anew
-    try:
+    with conv.use(impl):
         return fn(*args)
-    finally:
-        conv.IMPL = old
 
 
 def _grads(impl, x, w, **conv_kw):
@@ -117,8 +113,9 @@ def test_auto_picks_by_shape_and_dtype():
     assert path(x.astype(jnp.bfloat16), w3.astype(jnp.bfloat16)) == "taps"  # Winograd only in float32
     assert path(x, w3, strides=(2, 2)) == "xla"
     assert _with("xla", path, x, w3) == "xla"
-    with pytest.raises(ValueError, match="IMPL = 'fast'"):
+    with pytest.raises(ValueError, match="path 'fast'"):
         _with("fast", path, x, w3)
+    assert conv.impl() == "auto"  # a refused path leaves the one that was set
 
 
 def test_strided_convolutions_keep_xlas_gradient():
@@ -144,3 +141,21 @@ def test_the_layers_use_it_and_train_the_same():
     for impl in ("taps", "winograd"):
         for a, b in zip(jax.tree.leaves(grads(impl)), reference):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_changing_the_path_retraces_functions_compiled_before():
+    """The path is read at trace time: `use` must not leave a jitted function on the old path."""
+    traces = []
+    dn = nnx.nn.linear._conv_dimension_numbers((2, 8, 8, 64))
+
+    @jax.jit
+    def f(x, w):
+        traces.append(conv.impl())
+        return conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+
+    x, w = jnp.ones((2, 8, 8, 64)), jnp.ones((3, 3, 64, 64))
+    f(x, w)
+    with conv.use("xla"):
+        f(x, w)
+    f(x, w)
+    assert traces == ["auto", "xla", "auto"]

@@ -6,39 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from teco_jax import config_base
 from teco_jax.tasks import teco as teco_task
-
-T, V = 6, 32
-
-
-# model.memory with the grid maze's motion (whole cells, quarter turns): two neighbours
-MEMORY = dict(motion="turn=0,0,0,0,90,-90;forward=1,-1,0,0,0,0;left=0,0,1,-1,0,0", neighbours=2, turn_cost=0.5,
-              radius=1.0, min_age=1, latest=True, fov_degrees=70.0, detect_blocked=True)
-
-
-def tiny_config(**model):
-    c = config_base.base()
-    c.task = "teco"
-    c.data.seq_len = T
-    c.data.batch_size = 2
-    m = c.model
-    m.update(dict(vqgan_dir="random", vq_vocab=V, vq_embed_dim=8, vq_grid=(8, 8), num_actions=6, use_actions=True,
-                  action_embed_dim=4, action_dropout=0.0, embedding_dim=8, codebook_size=16, code_dim=4, z_ds=4,
-                  n_cond=1, drop_loss_rate=0.5, label_smoothing=0.01))
-    import ml_collections
-
-    m.encoder = ml_collections.ConfigDict(dict(depths=(8, 16), blocks=1))
-    m.decoder = ml_collections.ConfigDict(dict(depths=(8, 16), blocks=1))
-    m.transformer = ml_collections.ConfigDict(dict(width=16, mlp_dim=32, num_heads=2, num_layers=2))
-    m.maskgit = ml_collections.ConfigDict(dict(token_dim=8, width=16, mlp_dim=32, num_heads=2, num_layers=1))
-    m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=2, revise_steps=2,
-                                                revise_rounds=1, confidence_steps=2, temperature=1.0))
-    if "memory" in model:
-        model = {**model, "memory": ml_collections.ConfigDict(model["memory"])}
-    m.update(model)
-    c.lock()
-    return c
+from tests.helpers.configs import MEMORY, T, V
+from tests.helpers.configs import teco_tiny_config as tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +26,18 @@ def _h(model, e, actions):
     z, _ = model.encode(e)
     a = model.embed_actions(actions)
     h = model.temporal(z, a)
-    copy = model.recalled(actions, e)  # model.recall: the recalled earlier frame, as causal as h
-    return h if copy is None else jnp.concatenate([h.reshape(h.shape[:2] + (-1,)),
-                                                   copy.reshape(copy.shape[:2] + (-1,))], axis=-1)
+    memory = model.earlier_frames(actions, e)  # model.memory: the earlier frames D reads, as causal as h
+    return h if memory is None else jnp.concatenate([h.reshape(h.shape[:2] + (-1,)),
+                                                     memory.reshape(memory.shape[:2] + (-1,))], axis=-1)
 
 
 @pytest.mark.parametrize("switches", [False, True])
 def test_causality_of_the_temporal_transformer(setup, switches):
     task, model, codes, actions = setup
-    if switches:  # tokens also read earlier matches (recall), the decoder
-        # the frames nearest the dead-reckoned pose (memory): still causal
-        task = teco_task.TECOTask(tiny_config(recall=True, memory=MEMORY))
+    if switches:  # the decoder also reads the frames nearest the dead-reckoned pose (memory): still causal
+        task = teco_task.TECOTask(tiny_config(memory=MEMORY))
         model = task.build_model(nnx.Rngs(0))
-        assert model.temporal.recall is not None and model.motion is not None
+        assert model.memory is not None and model.memory.motion is not None
     table = jnp.asarray(task.vq_embeddings)
     h = _h(model, table[codes], actions)
     for t in range(1, T):
