@@ -29,7 +29,7 @@ import numpy as np
 from data_gen.maze import PRESETS, generate
 from teco_jax import pose_memory
 from teco_jax.metrics import PSNR_MAX_DB
-from teco_jax.revisit import memory_mask
+from teco_jax.revisit import memory_mask, wrap_angle
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,14 +84,14 @@ def main() -> None:
         take = lambda idx: np.take_along_axis(pairs, idx[..., None], -1)[..., 0]  # noqa: E731
         got_psnr, oracle_psnr = take(got), take(oracle)
         frames = np.take_along_axis(video[:, :c], got[..., None, None, None], 1)  # (B, T - c, H, W, 3)
-        turn = pose_memory.wrap(np.take_along_axis(pose[:, :c, 2], got, 1) - query[:, c:, 2])
+        turn = wrap_angle(np.take_along_axis(pose[:, :c, 2], got, 1) - query[:, c:, 2])
         flat = frames.reshape((-1,) + frames.shape[2:]).astype(np.float32)
         turned, seen = (np.asarray(x) for x in pose_memory.rotate_view(
             jnp.asarray(flat), jnp.asarray(turn.reshape(-1), jnp.float32), np.radians(cfg.fov_degrees)))
         turned = np.where(seen > 0.99, turned, flat).reshape(frames.shape)
         turned_psnr = psnr(np.rint(turned), video[:, c:])
         gp = np.take_along_axis(true_pose[:, :c], got[..., None], 1)
-        ang = np.degrees(np.abs(pose_memory.wrap(gp[..., 2] - true_pose[:, c:, 2])))
+        ang = np.degrees(np.abs(wrap_angle(gp[..., 2] - true_pose[:, c:, 2])))
         dist = np.linalg.norm(gp[..., :2] - true_pose[:, c:, :2], axis=-1)
         within = (ang <= args.tolerance[0]) & (dist <= args.tolerance[1])
         print(f"turn_cost {turn_cost} cells/radian; {args.episodes} episodes, frames {c}-{t_all - 1}")

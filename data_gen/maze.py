@@ -46,7 +46,7 @@ import numpy as np
 
 from data_gen.common import Generator, add_common_flags, run
 from data_gen.textures import FLAT_FLOORS, FLAT_WALLS, flat_bank, texture_bank
-from teco_jax.revisit import revisit_mask
+from teco_jax.revisit import revisit_mask, wrap_angle
 
 ACTIONS = ("forward", "backward", "strafe_left", "strafe_right", "turn_left", "turn_right")
 FORWARD, BACKWARD, STRAFE_LEFT, STRAFE_RIGHT, TURN_LEFT, TURN_RIGHT = range(6)
@@ -246,11 +246,6 @@ def bfs_next_hop(neighbors: Sequence[Sequence[int]], target: int) -> list[int]:
 # ----------------------------------------------------------------------------- agent
 
 
-def _wrap(a: float) -> float:
-    """Angle wrapped to [-pi, pi)."""
-    return (a + math.pi) % (2 * math.pi) - math.pi
-
-
 def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Run the navigating agent; returns (pose float32 (T, 3) [x, y, heading], actions int32 (T,)).
 
@@ -288,11 +283,11 @@ def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -
     start = int(rng.integers(ncell))
     if config.cell_moves:
         x, y = start // size + 0.5, start % size + 0.5
-        th = _wrap(0.5 * math.pi * int(rng.integers(4)))
+        th = wrap_angle(0.5 * math.pi * int(rng.integers(4)))
     else:
         x = start // size + 0.5 + rng.uniform(-0.2, 0.2)
         y = start % size + 0.5 + rng.uniform(-0.2, 0.2)
-        th = _wrap(rng.uniform(-math.pi, math.pi))
+        th = wrap_angle(rng.uniform(-math.pi, math.pi))
 
     def random_cell(cur: int) -> int:
         """A random cell other than cur, within target_radius steps of it when that is set."""
@@ -354,7 +349,7 @@ def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -
             a = int(random_pick[step])
         else:
             ex, ey = wx - x, wy - y
-            diff = _wrap(math.atan2(ey, ex) - th)
+            diff = wrap_angle(math.atan2(ey, ex) - th)
             # Walk on while the heading line passes close enough to the waypoint, so the agent
             # does not zigzag with tiny corrections; otherwise turn towards it.
             miss = abs(math.sin(diff)) * math.sqrt(ex * ex + ey * ey)
@@ -376,9 +371,9 @@ def simulate(rng: np.random.Generator, layout: np.ndarray, config: MazeConfig) -
         elif a == STRAFE_RIGHT:
             dx, dy = config.side_step * s, -config.side_step * c
         elif a == TURN_LEFT:
-            th = _wrap(th + turn)
+            th = wrap_angle(th + turn)
         else:
-            th = _wrap(th - turn)
+            th = wrap_angle(th - turn)
         if dx and free(x + dx, y):
             x += dx
         if dy and free(x, y + dy):

@@ -39,13 +39,9 @@ import numpy as np
 
 from teco_jax.errors import UserError
 from teco_jax.nn.util import shift_right
+from teco_jax.revisit import wrap_angle as wrap
 
 POSE_FEATURES = 4  # per retrieved frame: forward, left, turn (relative to the query), found
-
-
-def wrap(a):
-    """Angles (radians) wrapped into [-pi, pi); numpy or jax arrays."""
-    return (a + math.pi) % (2 * math.pi) - math.pi
 
 
 @dataclasses.dataclass(frozen=True)

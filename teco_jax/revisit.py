@@ -23,9 +23,10 @@ import numpy as np
 ANGLE_TOL = 1e-6  # radians: a heading exactly max_angle_deg away still counts (round-off)
 
 
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angles wrapped into [-pi, pi)."""
-    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+def wrap_angle(a):
+    """Angles (radians) wrapped into [-pi, pi): floats, numpy or jax arrays. The one angle helper of
+    the generators, the benchmark and the pose memory."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
 
 
 def revisit_mask(pose_TP: np.ndarray, split: int, max_angle_deg: float = 45.0) -> np.ndarray:

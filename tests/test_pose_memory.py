@@ -7,6 +7,7 @@ import pytest
 from data_gen import maze
 from teco_jax import pose_memory
 from teco_jax.errors import UserError
+from teco_jax.revisit import wrap_angle
 
 F, B, SL, SR, TL, TR = range(6)  # the maze's actions (data_gen.maze.ACTIONS)
 GRID = pose_memory.Motion.parse("turn=0,0,0,0,90,-90;forward=1,-1,0,0,0,0;left=0,0,1,-1,0,0", 6)
@@ -150,7 +151,7 @@ def test_rotating_the_previous_view_by_its_turn_predicts_the_rendered_view():
     video, actions, pose = eps["video"].astype(np.float32) / 255, eps["actions"], eps["pose"]
     b, t = np.nonzero(np.isin(actions[:, 1:], (TL, TR)))
     t = t + 1
-    turn = pose_memory.wrap(pose[b, t - 1, 2] - pose[b, t, 2])  # the earlier view's heading minus the query's
+    turn = wrap_angle(pose[b, t - 1, 2] - pose[b, t, 2])  # the earlier view's heading minus the query's
     turned, seen = pose_memory.rotate_view(jnp.asarray(video[b, t - 1]), jnp.asarray(turn), math.radians(70))
     seen = np.asarray(seen) > 0.99
 
