@@ -45,10 +45,7 @@ class MemoryConfig:
     the youngest frame read (1: frame t - 1 on); latest: also read frame t - 1, in a slot of
     its own; fov_degrees: the camera's horizontal field of view (a view is turned into the
     query's heading by shifting its columns); detect_blocked: a step counts only where the
-    frame changed (worlds whose walls block steps); own_rate: in training, the fraction of
-    frames the memory reads as the model's own teacher-forced prediction of them instead of the
-    true frame (tasks/teco.py, own_predictions), as in a rollout, whose remembered frames are
-    its own."""
+    frame changed (worlds whose walls block steps)."""
     motion: str = ""
     neighbours: int = 2
     turn_cost: float = 0.5
@@ -57,7 +54,6 @@ class MemoryConfig:
     latest: bool = False
     fov_degrees: float = 70.0
     detect_blocked: bool = True
-    own_rate: float = 0.0
 
     @classmethod
     def of(cls, model_config: ml_collections.ConfigDict) -> "MemoryConfig":

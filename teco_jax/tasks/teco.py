@@ -98,18 +98,6 @@ def frame_loss_sums(model: TECO, frames: dict[str, jax.Array], label_smoothing: 
     return jax.tree.map(jnp.sum, jax.lax.map(jax.checkpoint(sums), groups))
 
 
-def own_predictions(model: TECO, vq_embeddings, h_BThwD, memory_BTHWC, e_BTHWE, key, rate: float, n_cond: int):
-    """The frames the memory reads in training with memory.own_rate > 0: each frame >= n_cond is,
-    with probability `rate`, replaced by the model's own teacher-forced h_t-alone prediction of it
-    (argmax D(0, h_t, memory_t), no gradient), as the frames a rollout remembers are its own
-    predictions. Not in the paper. (B, T, H, W, E)."""
-    codes = jax.lax.stop_gradient(model.h_only_codes(jax.lax.stop_gradient(h_BThwD), memory_BTHWC))
-    own = jnp.take(vq_embeddings, codes, axis=0).astype(e_BTHWE.dtype)
-    b, t = codes.shape[:2]
-    pick = jax.random.bernoulli(key, rate, (b, t)) & (jnp.arange(t) >= n_cond)[None]
-    return jnp.where(pick[:, :, None, None, None], own, e_BTHWE)
-
-
 def vq_embedding_table(vqgan_dir: str | Path) -> np.ndarray:
     """The VQ-GAN's embedding of every code, (V, E): what TECO's encoder reads for each code."""
     vqgan, vq_config = load_vqgan(vqgan_dir)
@@ -224,11 +212,6 @@ class TECOTask(base.Task):
         a_emb = model.embed_actions(actions_BT)
         h = model.temporal(z, a_emb)
         memory = model.earlier_frames(actions_BT, e)
-        own_rate = Options.of(m).memory.own_rate
-        if train and memory is not None and own_rate > 0:
-            e_mem = own_predictions(model, constants["vq_embeddings"], h, memory, e, jax.random.fold_in(key, 2),
-                                    own_rate, m.n_cond)
-            memory = model.earlier_frames(actions_BT, e_mem)
         b, t = codes_BTHW.shape[:2]
         idx = drop_loss_indices(k_drop, b, t, m.n_cond, drop_rate)
         h_n, z_n, codes_n = take_frames(h, idx), take_frames(z, idx), take_frames(codes_BTHW, idx)
