@@ -59,7 +59,7 @@ def write_tiny_dataset(tmp: Path, model: str) -> Path:
     """A small TFDS dataset under `tmp` for `teco_mesh_config` ("teco": 8 frames of 8x8 codes < 32 and
     actions, 12 train and 2 test episodes) or `vqgan_mesh_config` (else: 32x32 frames of 4-frame
     episodes, 12 train and 2 test); returns its directory."""
-    from teco_jax.data import tfds_write
+    from teco_jax.data import tfds_write  # deferred: tensorflow_datasets takes seconds to import
 
     if model == "teco":  # VQ-GAN codes (8 frames of 8x8 codes < 32) and actions
         rng = np.random.default_rng(0)
@@ -186,7 +186,7 @@ def vqgan_tiny_config(data_dir="", **loss) -> ml_collections.ConfigDict:
 def teco_mesh_config(data_dir, mesh, **extra) -> ml_collections.ConfigDict:
     """The tiny TECO on `data_dir` (write_tiny_dataset(..., "teco")) over mesh (data, fsdp, model), batch 8;
     `extra` are dotted-key overrides."""
-    from teco_jax import trainer
+    from teco_jax import trainer  # deferred: the trainer loads tensorflow_datasets and grain (seconds)
 
     return trainer.config_replace(teco_tiny_config(), **{
         "data.dir": str(data_dir), "data.batch_size": 8, "data.read_threads": 0, "data.prefetch": 1,
@@ -196,7 +196,7 @@ def teco_mesh_config(data_dir, mesh, **extra) -> ml_collections.ConfigDict:
 def vqgan_mesh_config(data_dir, mesh, **extra) -> ml_collections.ConfigDict:
     """The tiny VQ-GAN on `data_dir` (write_tiny_dataset(..., "vqgan")) over mesh (data, fsdp, model),
     batch 8; `extra` are dotted-key overrides."""
-    from teco_jax import trainer
+    from teco_jax import trainer  # deferred: the trainer loads tensorflow_datasets and grain (seconds)
 
     return trainer.config_replace(vqgan_tiny_config(data_dir), **{
         "data.batch_size": 8, "data.prefetch": 1, "mesh.shape": mesh, "optim.lr": 1e-3,
