@@ -1,7 +1,7 @@
 """Does the pose memory find the place, and how good is the frame it finds? No model: the pose
-memory's retrieval (teco_jax/pose_memory.py) run on freshly rendered maze episodes.
+memory's retrieval (teco_jax/pose_memory.py) run on freshly rendered maze or voxel episodes.
 
-    python bench/near_view_retrieval.py [--preset smooth] [--episodes 64] [--context 64] [--window 16]
+    python bench/near_view_retrieval.py [--world maze|voxel] [--preset smooth] [--episodes 64] [--context 64]
 
 The motion per action is fitted on other episodes' poses. For each predicted frame t >=
 context, dead reckoning from the actions (steps blocked in the context are found from the true
@@ -11,7 +11,7 @@ seen only before the last `window` context frames, the benchmark's memory split)
   within A/C   retrieved frame's true pose within A degrees and C cells of frame t's true pose
   PSNR         of the retrieved frame alone against frame t (what copying it would score)
   turned       the same, the retrieved frame turned into the query's heading first
-               (pose_memory.rotate_view with the maze's field of view; columns it did not see
+               (pose_memory.rotate_view with the world's field of view; columns it did not see
                keep the unturned frame's pixels)
   oracle       of the context frame nearest frame t's *true* pose (retrieval with exact poses)
   best         of the context frame with the highest PSNR against frame t (a ceiling of copying)
@@ -26,7 +26,7 @@ import argparse
 import jax.numpy as jnp
 import numpy as np
 
-from data_gen.maze import PRESETS, generate
+from data_gen import maze, voxel
 from teco_jax import pose_memory
 from teco_jax.metrics import PSNR_MAX_DB
 from teco_jax.revisit import memory_mask, wrap_angle
@@ -39,7 +39,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--preset", default="smooth", choices=sorted(PRESETS), help="the maze world (data_gen.maze)")
+    p.add_argument("--world", default="maze", choices=("maze", "voxel"),
+                   help="data_gen.maze (no collisions in the smooth preset) or data_gen.voxel (terrain, trees and "
+                        "jumps: motion is inexact)")
+    p.add_argument("--preset", default=None, help="the world's preset (default: maze smooth, voxel cpu)")
     p.add_argument("--episodes", type=int, default=64, help="episodes scored")
     p.add_argument("--fit_episodes", type=int, default=64, help="episodes the motion is fitted on")
     p.add_argument("--context", type=int, default=64, help="context frames (the cpu protocol's 64)")
@@ -50,12 +53,17 @@ def main() -> None:
     args = p.parse_args()
     if args.episodes < 1 or args.fit_episodes < 1:
         p.error("--episodes and --fit_episodes must be at least 1")
-    cfg = PRESETS[args.preset]
+    world = maze if args.world == "maze" else voxel
+    args.preset = args.preset or ("smooth" if args.world == "maze" else "cpu")
+    if args.preset not in world.PRESETS:
+        p.error(f"--preset {args.preset!r}: the {args.world} world's presets are {sorted(world.PRESETS)}")
+    cfg, generate = world.PRESETS[args.preset], world.generate
+    fov_degrees = cfg.fov_degrees if args.world == "maze" else cfg.fov_deg
     if not 1 <= args.context < cfg.episode_length:
         p.error(f"--context {args.context}: the {args.preset} world's episodes have {cfg.episode_length} frames; "
                 f"give 1 to {cfg.episode_length - 1} context frames")
     fit = generate(np.arange(args.fit_episodes) + 2 * 10**6, cfg)
-    motion, rate = pose_memory.Motion.fit(fit["actions"], fit["pose"], 6)
+    motion, rate = pose_memory.Motion.fit(fit["actions"], fit["pose"], len(world.ACTIONS))
     print(f"{args.preset}: fitted motion {motion} (steps that moved per action: {np.round(rate, 2).tolist()})")
     eps = generate(np.arange(args.episodes) + 3 * 10**6, cfg)
     video, actions, true_pose = eps["video"], eps["actions"], eps["pose"].astype(np.float64)
@@ -87,7 +95,7 @@ def main() -> None:
         turn = wrap_angle(np.take_along_axis(pose[:, :c, 2], got, 1) - query[:, c:, 2])
         flat = frames.reshape((-1,) + frames.shape[2:]).astype(np.float32)
         turned, seen = (np.asarray(x) for x in pose_memory.rotate_view(
-            jnp.asarray(flat), jnp.asarray(turn.reshape(-1), jnp.float32), np.radians(cfg.fov_degrees)))
+            jnp.asarray(flat), jnp.asarray(turn.reshape(-1), jnp.float32), np.radians(fov_degrees)))
         turned = np.where(seen > 0.99, turned, flat).reshape(frames.shape)
         turned_psnr = psnr(np.rint(turned), video[:, c:])
         gp = np.take_along_axis(true_pose[:, :c], got[..., None], 1)
