@@ -49,7 +49,7 @@ def teco_config():
     m.sampling = ml_collections.ConfigDict(dict(schedule="draft_revise", draft_steps=8, revise_steps=8,
                                                 revise_rounds=2, confidence_steps=8, temperature=1.0,
                                                 choice_temperature=4.5, slide=1, show="sample",
-                                                feedback="prior"))
+                                                feedback="prior", decode_temperature=0.0))
 
     c.optim.lr = 1e-4
     c.optim.warmup_steps = 5_000
@@ -139,6 +139,10 @@ def smooth(c):
     c = cpu(c)
     m = c.model
     m.memory.update(dict(min_age=8, latest=True, detect_blocked=False))
+    # Rollouts draw each code from the decoder rather than its most probable one: the places
+    # the context never showed get a plausible view, not a flat average (docs/cpu_world.md,
+    # "Sampling the decoder's codes").
+    m.sampling.decode_temperature = 1.0
     return c
 
 

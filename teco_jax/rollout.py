@@ -4,6 +4,8 @@
     for t = C .. L-1:   token proj(z_{t-1} (+) a_t) --one cached step--> h_t
                         z_t ~ MaskGIT(h_t);  codes_t = argmax D(z_t, h_t);  append z_t
 
+(with decode_temperature > 0, codes_t is drawn from D instead of its argmax)
+
 That is the paper's sampler (Sampler.show = "sample", feedback = "prior"). Two options
 change what is shown and what is fed back: show = "mean" outputs argmax D(0, h_t), the
 frame h_t alone predicts (the prior is not run); feedback = "shown" or "mean" appends the
@@ -67,6 +69,11 @@ class Sampler:
     # posteriors are read are the ones the state keeps.
     show: str = "sample"  # or "mean"
     feedback: str = "prior"  # or "shown", "mean", "none"
+    # decode_temperature (not in the paper): 0 shows argmax D, each code the decoder's most
+    # probable; > 0 draws each code from D's distribution at that temperature, so a place the
+    # model is unsure of gets a plausible view instead of the per-code mode, a flat average
+    # (docs/cpu_world.md, "Sampling the decoder's codes").
+    decode_temperature: float = 0.0
 
     @classmethod
     def from_config(cls, cfg) -> "Sampler":
@@ -99,11 +106,16 @@ def add_sampler_flags(parser) -> None:
                         help="z the next step reads: the prior's sample (the paper), the posterior of the shown "
                              "frame or of the h_t-alone frame, or none (zeros: an open-loop "
                              "rollout) (default: the config's model.sampling.feedback)")
+    parser.add_argument("--decode_temperature", type=float, default=None,
+                        help="0: the decoder's most probable code at each position (the paper); > 0: codes drawn "
+                             "from the decoder at this temperature (default: the config's "
+                             "model.sampling.decode_temperature)")
 
 
 def sampler_from_args(default: Sampler, args) -> Sampler:
     """`default` with the flags of add_sampler_flags that were given."""
-    return default.override(**{k: getattr(args, k) for k in ("schedule", "temperature", "show", "feedback")})
+    return default.override(**{k: getattr(args, k) for k in ("schedule", "temperature", "show", "feedback",
+                                                             "decode_temperature")})
 
 
 @flax.struct.dataclass
@@ -160,7 +172,12 @@ def _decode_frame(model: TECO, vq_embeddings: jax.Array, h_BhwD: jax.Array, prev
     """(z_t the next step reads, the shown frame's VQ-GAN codes, the kept frame's codes) from h_t
     (and, with model.memory, its map of earlier frames)."""
     b, gh, gw, d = h_BhwD.shape
-    decode = lambda z: jnp.argmax(model.decoder(z, h_BhwD, memory_BHWC), axis=-1).astype(jnp.int32)  # noqa: E731
+    def decode(z):
+        logits = model.decoder(z, h_BhwD, memory_BHWC)
+        if sampler.decode_temperature > 0:
+            return jax.random.categorical(jax.random.fold_in(key, 1), logits.astype(jnp.float32)
+                                          / sampler.decode_temperature, axis=-1).astype(jnp.int32)
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     mean = decode(jnp.zeros_like(h_BhwD)) if "mean" in (sampler.show, sampler.feedback) else None
     if sampler.show == "sample":
         z_codes = sampler.sample(model.prior, h_BhwD.reshape(b, gh * gw, d), key).reshape(b, gh, gw)

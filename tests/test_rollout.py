@@ -239,3 +239,24 @@ def test_no_feedback_is_one_teacher_forced_pass_with_the_generated_inputs_zeroed
                                sampler=sampler.override(feedback="shown"))
     assert not np.array_equal(np.asarray(fed_back), np.asarray(got))
 
+
+
+def test_decode_temperature_draws_codes_from_the_decoder(model_and_table):
+    """decode_temperature > 0: codes drawn from D (the key matters; the cache still changes
+    nothing); a temperature near 0 gives D's argmax, the default."""
+    model, table = model_and_table
+    rng = np.random.default_rng(0)
+    context = jnp.asarray(rng.integers(0, V, (2, 2, 8, 8)), jnp.int32)
+    actions = jnp.asarray(rng.integers(0, 6, (2, 7)), jnp.int32)
+    kw = dict(num_frames=7, window=5)
+
+    def run(key, cached=True, **sampler):
+        s = rollout.Sampler(show="mean", feedback="mean", slide=2, **sampler)
+        return np.asarray(rollout.rollout(model, table, context, actions, jax.random.key(key), sampler=s,
+                                          cached=cached, **kw))
+
+    drawn = run(0, decode_temperature=1.0)
+    np.testing.assert_array_equal(drawn, run(0, cached=False, decode_temperature=1.0))
+    assert not np.array_equal(drawn, run(1, decode_temperature=1.0))
+    np.testing.assert_array_equal(run(0, decode_temperature=1e-6), run(3))
+    assert not np.array_equal(drawn, run(3))
