@@ -180,6 +180,20 @@ def _sprite(ox, oy, oz, dx, dy, dz, ix, iy, c, tin, tout, blk, tex, pix):
     return best, br, bg, bb
 
 
+@njit(cache=True, fastmath=_FM, inline="always")
+def _axis_start(d, p, i, t0):
+    """One axis of the grid walk, for a ray at coordinate p (in cell i) at time t0 moving by d per
+    unit of t: (the step to the next cell, -1, 0 or 1; the time per cell; the time it first
+    crosses a cell border). A ray that does not move along the axis never crosses one."""
+    if d > 0:
+        td = 1.0 / d
+        return 1, td, t0 + (i + 1 - p) * td
+    if d < 0:
+        td = -1.0 / d
+        return -1, td, t0 + (p - i) * td
+    return 0, _BIG, _BIG
+
+
 # Inlined at numba's level: as a real call it costs ~100 ns per ray (array arguments are passed
 # and reference counted on every call), about half the render time.
 @njit(cache=True, fastmath=_FM, inline="always")
@@ -216,30 +230,8 @@ def _trace(ox, oy, oz, dx, dy, dz, pix, blocks, colmax, tiles, kinds, ztop, tex,
         py = oy + t0 * dy
         ix = int(math.floor(px))
         iy = int(math.floor(py))
-        if dx > 0:
-            sx = 1
-            tdx = 1.0 / dx
-            tmx = t0 + (ix + 1 - px) * tdx
-        elif dx < 0:
-            sx = -1
-            tdx = -1.0 / dx
-            tmx = t0 + (px - ix) * tdx
-        else:
-            sx = 0
-            tdx = _BIG
-            tmx = _BIG
-        if dy > 0:
-            sy = 1
-            tdy = 1.0 / dy
-            tmy = t0 + (iy + 1 - py) * tdy
-        elif dy < 0:
-            sy = -1
-            tdy = -1.0 / dy
-            tmy = t0 + (py - iy) * tdy
-        else:
-            sy = 0
-            tdy = _BIG
-            tmy = _BIG
+        sx, tdx, tmx = _axis_start(dx, px, ix, t0)
+        sy, tdy, tmy = _axis_start(dy, py, iy, t0)
         wx = ix % nx
         wy = iy % ny
         t = t0

@@ -163,6 +163,9 @@ def _check_modes(sampler: Sampler) -> None:
     if sampler.show not in SHOW or sampler.feedback not in FEEDBACK:
         raise ValueError(f"sampler.show={sampler.show!r} must be one of {SHOW} and sampler.feedback="
                          f"{sampler.feedback!r} one of {FEEDBACK}")
+    if not sampler.decode_temperature >= 0:
+        raise ValueError(f"sampler.decode_temperature={sampler.decode_temperature!r}: 0 (the decoder's most probable "
+                         f"codes) or a positive temperature")
     if sampler.show == "mean" and sampler.feedback == "prior":
         raise ValueError("sampler.show='mean' draws no z from the prior, so feedback must be 'shown' or 'mean'")
 

@@ -139,7 +139,8 @@ def test_encoded_feedback_is_the_teacher_forced_model_run_on_its_own_frames(mode
 def test_bad_sampler_modes_are_named(model_and_table):
     model, table = model_and_table
     for bad, match in [(dict(show="mean"), "feedback must be 'shown' or 'mean'"),
-                       (dict(feedback="posterior"), "one of")]:
+                       (dict(feedback="posterior"), "one of"),
+                       (dict(decode_temperature=-1.0), "decode_temperature=-1.0")]:
         with pytest.raises(ValueError, match=match):
             rollout.rollout(model, table, jnp.zeros((1, 2, 8, 8), jnp.int32), jnp.zeros((1, 4), jnp.int32),
                             jax.random.key(0), num_frames=4, window=5, sampler=rollout.Sampler(**bad))
